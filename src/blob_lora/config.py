@@ -1,0 +1,83 @@
+"""Adapter configuration: one dataclass, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+ADAPTER_KINDS = ("lora", "blob", "bbb")
+SAMPLE_MODES = ("sequence", "flipout")
+STD_PARAMS = ("square", "softplus")
+
+
+@dataclass
+class AdapterConfig:
+    """What to put where. Defaults follow the BLoB paper (r=8, beta=0.2, eps=0.05)."""
+
+    kind: str = field(default="blob", metadata={"help": "lora | blob (Bayesian A) | bbb (A and B)"})
+    r: int = field(default=8, metadata={"help": "LoRA rank"})
+    alpha: float = field(default=16.0, metadata={"help": "LoRA scaling numerator: s = alpha / r"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the adapter input"})
+    target_modules: list[str] | str = field(
+        default_factory=lambda: ["q_proj", "v_proj"],
+        metadata={"help": "module-name suffixes (list) or a full-match regex (str), as PEFT"},
+    )
+    modules_to_save: list[str] = field(
+        default_factory=list,
+        metadata={"help": "modules trained in full (e.g. a fresh classifier head)"},
+    )
+    prior_std: float = field(default=0.2, metadata={"help": "beta: prior N(0, beta^2) on A"})
+    init_std_eps: float = field(
+        default=0.05, metadata={"help": "eps: G ~ U(eps/sqrt(2), eps) at init"}
+    )
+    std_param: str = field(
+        default="square", metadata={"help": "Omega = G*G (square) or softplus(G)"}
+    )
+    sample_mode: str = field(
+        default="sequence",
+        metadata={"help": "sequence: one A per example; flipout: the authors' per-token signs"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.kind not in ADAPTER_KINDS:
+            raise ConfigError(f"adapter kind {self.kind!r} is unknown; use one of {ADAPTER_KINDS}")
+        if not isinstance(self.r, int) or self.r <= 0:
+            raise ConfigError(f"rank r must be a positive integer, got {self.r!r}")
+        if self.alpha <= 0:
+            raise ConfigError(f"alpha must be > 0, got {self.alpha!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.prior_std <= 0:
+            raise ConfigError(f"prior_std (beta) must be > 0, got {self.prior_std!r}")
+        if self.init_std_eps <= 0:
+            raise ConfigError(f"init_std_eps must be > 0, got {self.init_std_eps!r}")
+        if self.std_param not in STD_PARAMS:
+            raise ConfigError(f"std_param {self.std_param!r} is unknown; use one of {STD_PARAMS}")
+        if self.sample_mode not in SAMPLE_MODES:
+            raise ConfigError(
+                f"sample_mode {self.sample_mode!r} is unknown; use one of {SAMPLE_MODES}"
+            )
+        if not self.target_modules:
+            raise ConfigError("target_modules is empty; name at least one module, e.g. q_proj")
+        if isinstance(self.target_modules, tuple):
+            self.target_modules = list(self.target_modules)
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.r
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown adapter config keys {unknown}; known keys are {sorted(known)}"
+            )
+        return cls(**data)

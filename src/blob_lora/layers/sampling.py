@@ -1,0 +1,53 @@
+"""How Bayesian layers draw weight noise.
+
+Modes:
+- ``mean``: use the posterior mean (N=0 prediction, one deterministic pass).
+- ``sequence``: one sample of the random factor per example, shared by all its tokens.
+  Coherent for generation and no larger than LoRA's own activations.
+- ``flipout``: the authors' scheme: one noise matrix per forward call, decorrelated per
+  token by random sign vectors.
+- ``auto``: ``mean`` in eval mode, the configured sampling mode in train mode, which is
+  what a transformers user expects from ``model.eval()``.
+
+Noise is drawn afresh on every forward call, unless frozen: inside ``frozen_noise`` each
+layer keeps the first draw (per batch size) until the context exits, so all decoding
+steps of one ``generate()`` call see one weight sample per sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+MODES = ("auto", "mean", "sequence", "flipout")
+
+
+@dataclass
+class NoiseState:
+    """Per-layer sampling state, set by the model-level context managers."""
+
+    mode: str = "auto"
+    default_sample_mode: str = "sequence"
+    frozen: bool = False
+    cache: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def resolve(self, training: bool) -> str:
+        if self.mode != "auto":
+            return self.mode
+        return self.default_sample_mode if training else "mean"
+
+    def draw(self, key: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise of `shape`, reused while frozen."""
+        if self.frozen:
+            cached = self.cache.get(key)
+            if cached is not None and cached.shape == shape:
+                return cached
+        noise = torch.randn(shape, dtype=like.dtype, device=like.device)
+        if self.frozen:
+            self.cache[key] = noise
+        return noise
+
+    def signs(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """Random +-1 tensor (flipout); never frozen, as in the authors' code."""
+        return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(0.5) * 2 - 1

@@ -1,0 +1,131 @@
+"""Optimizer schemes for Bayesian adapters.
+
+``authors`` (faithful to the BLoB code): AdamW steps on the NLL for the means (M, B and
+any fully trained head); a plain SGD at ``kl_lr`` then steps on ``pi * KL`` for every
+adapter parameter, and the std parameters G are moved only by that SGD, on their NLL
+and KL gradients together.
+
+``elbo``: one AdamW on ``NLL + pi * KL`` for all parameters.
+
+The KL gradient is taken with ``torch.autograd.grad`` and added to ``.grad`` by hand:
+the KL is the same on every process, and a second ``backward`` through a DDP-wrapped
+model would trip its gradient hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from .adapter_model import BlobModel
+from .errors import ConfigError
+
+SCHEMES = ("authors", "elbo")
+
+
+@dataclass
+class OptimConfig:
+    scheme: str = "authors"
+    lr: float = 1e-4
+    kl_lr: float = 0.01
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    total_steps: int = 1000
+    max_grad_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ConfigError(f"optimizer scheme {self.scheme!r} is unknown; use one of {SCHEMES}")
+        if self.lr <= 0 or self.kl_lr < 0:
+            raise ConfigError("lr must be > 0 and kl_lr >= 0")
+        if self.total_steps <= 0:
+            raise ConfigError(f"total_steps must be > 0, got {self.total_steps}")
+
+
+def _add_kl_grad(params: list[nn.Parameter], kl_term: torch.Tensor) -> None:
+    needs = [p for p in params if p.requires_grad]
+    if not needs or not kl_term.requires_grad:
+        return
+    grads = torch.autograd.grad(kl_term, needs, allow_unused=True)
+    for p, g in zip(needs, grads, strict=True):
+        if g is None:
+            continue
+        g = g.to(p.dtype)
+        p.grad = g if p.grad is None else p.grad + g
+
+
+class AdapterOptimizer:
+    """Owns the optimizers and LR schedules of one run; the loop calls `step` once per
+    optimizer step, after the NLL gradients have been accumulated into `.grad`."""
+
+    def __init__(self, model: BlobModel, config: OptimConfig) -> None:
+        self.model = model
+        self.config = config
+        groups = model.parameter_groups()
+        self.mean_params, self.std_params = groups["mean"], groups["std"]
+        if config.scheme == "authors":
+            self.main = torch.optim.AdamW(
+                self.mean_params, lr=config.lr, weight_decay=config.weight_decay
+            )
+            all_params = self.mean_params + self.std_params
+            self.kl_opt = torch.optim.SGD(all_params, lr=config.kl_lr) if all_params else None
+        else:
+            self.main = torch.optim.AdamW(
+                self.mean_params + self.std_params, lr=config.lr, weight_decay=config.weight_decay
+            )
+            self.kl_opt = None
+        self.schedulers = [
+            get_linear_schedule_with_warmup(opt, config.warmup_steps, config.total_steps)
+            for opt in self.optimizers
+        ]
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.main, self.kl_opt) if o is not None]
+
+    def zero_grad(self) -> None:
+        for p in self.mean_params + self.std_params:
+            p.grad = None
+
+    def _clip(self, params: list[nn.Parameter]) -> None:
+        if self.config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+
+    def step(self, kl_weight: float) -> torch.Tensor:
+        """Apply one optimizer step; returns the (unweighted) KL used, float64."""
+        if self.config.scheme == "elbo" or not self.model.is_bayesian:
+            kl = self.model.kl()
+            if kl_weight:
+                _add_kl_grad(self.mean_params + self.std_params, (kl * kl_weight).float())
+            self._clip(self.mean_params + self.std_params)
+            self.main.step()
+        else:
+            std_nll_grads = [p.grad for p in self.std_params]
+            self._clip(self.mean_params)
+            self.main.step()  # AdamW on the NLL: means only
+            for p in self.mean_params:
+                p.grad = None
+            for p, g in zip(self.std_params, std_nll_grads, strict=True):
+                p.grad = g  # G keeps its NLL gradient for the SGD step
+            kl = self.model.kl()  # after the AdamW step, as the authors' loop does
+            _add_kl_grad(self.mean_params + self.std_params, (kl * kl_weight).float())
+            self.kl_opt.step()
+        for sched in self.schedulers:
+            sched.step()
+        self.zero_grad()
+        return kl.detach()
+
+    def state_dict(self) -> dict:
+        return {
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(s)
+        for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
+            sched.load_state_dict(s)

@@ -1,0 +1,28 @@
+import torch
+from tiny_models import randomize_adapters, tiny_bert
+
+from blob_lora import get_blob_model, predictive_probs
+
+
+def test_n0_is_mean_and_n_averages_sampled_probabilities():
+    blob = get_blob_model(tiny_bert(), target_modules=["query", "value", "classifier"])
+    randomize_adapters(blob, scale=0.3)
+    ids = torch.randint(3, 64, (4, 6))
+
+    def logits():
+        return blob(input_ids=ids).logits
+
+    p0a = predictive_probs(blob, logits, 0)
+    p0b = predictive_probs(blob, logits, 0)
+    assert torch.equal(p0a, p0b)
+    torch.manual_seed(0)
+    p10, samples = predictive_probs(blob, logits, 10, return_samples=True)
+    assert samples.shape == (10, 4, 3)
+    assert torch.allclose(p10, samples.mean(0))
+    assert torch.allclose(p10.sum(-1), torch.ones(4))
+    # the samples really differ and are not the mean's
+    assert samples.std(0).max() > 1e-4
+    torch.manual_seed(0)
+    with blob.sampling("sequence"):
+        first = torch.softmax(logits(), -1)
+    assert torch.allclose(first, samples[0])
