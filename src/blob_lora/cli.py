@@ -1,0 +1,170 @@
+"""The `blob` command line: train, eval, report, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import BlobLoraError
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a model with a method on a dataset",
+        description="Train one run. Settings come from --config (YAML), then "
+        "the flags below, then --set key=value overrides (e.g. "
+        "--set adapter.r=16 --set lr=1e-4).",
+    )
+    p.add_argument("--config", help="YAML file of run settings (see configs/)")
+    p.add_argument("--model", help="short name (minilm, gemma-270m), hub id or local path")
+    p.add_argument("--dataset", help="short name (rte, mrpc, obqa, arc-c, ...) or JSON mapping")
+    p.add_argument("--method", help="mle, map, mcd, bbb, blob")
+    p.add_argument("--output-dir", help="where the run writes its adapter, metrics and plots")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key; repeatable",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a trained run on other datasets (OOD protocol)")
+    p.add_argument("run_dir", help="a directory written by `blob train`")
+    p.add_argument("--datasets", nargs="+", help="datasets to evaluate on (default: the run's)")
+    p.add_argument("--samples", nargs="+", type=int, help="N values, 0 = posterior mean")
+    p.add_argument("--limit", type=int, help="evaluate only the first K examples of each set")
+    p.add_argument("--tag", default="eval", help="name of the results file: results-TAG.json")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="runs x seeds -> Markdown table of mean ± std")
+    p.add_argument("paths", nargs="+", help="run directories or JSON/JSONL result files")
+    p.add_argument("--output", help="write the table here (default: print)")
+    p.add_argument("--metrics", nargs="+", default=["acc", "ece", "nll"])
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="offline demo: MiniLM on RTE, LoRA vs BLoB, in minutes")
+    p.add_argument("--output-dir", default="runs/demo")
+    p.add_argument("--dataset", default="rte")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blob", description="Uncertainty-aware LoRA fine-tuning with BLoB."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_eval, _add_report, _add_demo):
+        add(sub)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .run_config import load_run_config
+    from .train import Runner
+
+    overrides = list(args.set)
+    for flag, key in (
+        ("model", "model"),
+        ("dataset", "dataset"),
+        ("method", "method"),
+        ("output_dir", "output_dir"),
+        ("seed", "seed"),
+        ("max_steps", "max_steps"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.insert(
+                0, f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
+            )
+    cfg = load_run_config(args.config, overrides)
+    out = Runner(cfg).train(resume=args.resume)
+    _print_rows(out["results"])
+    print(f"run written to {cfg.output_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .adapter_io import load_adapter_weights
+    from .errors import ConfigError
+    from .run_config import RunConfig
+    from .train import RUN_CONFIG, Runner, build_setup
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / RUN_CONFIG).is_file() or not (run_dir / "adapter").is_dir():
+        raise ConfigError(f"{run_dir} is not a finished blob run (no {RUN_CONFIG} or adapter/)")
+    cfg = RunConfig.from_dict(json.loads((run_dir / RUN_CONFIG).read_text()))
+    if args.limit is not None:
+        cfg.eval_limit = args.limit
+    runner = Runner(cfg)
+    runner.setup = build_setup(cfg, with_train=False)
+    load_adapter_weights(runner.setup.model, run_dir / "adapter")
+    rows = runner.evaluate(samples=args.samples, datasets=args.datasets, tag=args.tag)
+    _print_rows(rows)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.table import load_rows, markdown_table
+
+    table = markdown_table(load_rows(args.paths), metrics=args.metrics)
+    if args.output:
+        Path(args.output).write_text(table)
+        print(f"table written to {args.output}")
+    else:
+        print(table)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    start = time.time()
+    run_demo(Path(args.output_dir), dataset=args.dataset, max_steps=args.max_steps, seed=args.seed)
+    print(f"demo wall time: {time.time() - start:.0f} s")
+    return 0
+
+
+def _print_rows(rows: list[dict]) -> None:
+    if not rows:
+        return
+    print(f"{'dataset':<12} {'method':<8} {'N':>3} {'ACC%':>7} {'ECE%':>7} {'NLL':>7} {'Brier':>7}")
+    for r in rows:
+        print(
+            f"{r['dataset']:<12} {r['method']:<8} {r['n_samples']:>3} {r['acc']:>7.2f} "
+            f"{r['ece']:>7.2f} {r['nll']:>7.3f} {r['brier']:>7.3f}"
+        )
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "report": cmd_report, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except BlobLoraError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

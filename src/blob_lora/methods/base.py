@@ -1,0 +1,45 @@
+"""What a method is: how it builds its adapters, trains, and turns passes into probabilities.
+
+A method never reads files and never knows the task: it gets a model, a
+`class_logits()` callable for one batch, and returns class probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from ..adapter_model import BlobModel
+from ..config import AdapterConfig
+from ..predictive import predictive_probs
+
+
+@dataclass(frozen=True)
+class Method:
+    """A training/prediction recipe. Subclass or instantiate with other defaults."""
+
+    name: str
+    adapter_kind: str = "lora"
+    kl_schedule: str = "none"
+    weight_decay: float | None = None  # None: the run's setting
+    adapter_dropout: float | None = None  # None: the run's setting
+    default_eval_samples: tuple[int, ...] = (0,)
+    cost: str = "one LoRA training run; one pass per prediction"
+
+    def adapter_config(self, base: AdapterConfig) -> AdapterConfig:
+        changes: dict = {"kind": self.adapter_kind}
+        if self.adapter_dropout is not None:
+            changes["dropout"] = self.adapter_dropout
+        return replace(base, **changes)
+
+    def build(self, model: nn.Module, adapter: AdapterConfig) -> BlobModel:
+        return BlobModel(model, self.adapter_config(adapter))
+
+    def predict(
+        self, model: BlobModel, class_logits: Callable[[], torch.Tensor], n_samples: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(probs (B, C), per-sample probs (S, B, C)); n_samples=0 is the mean."""
+        return predictive_probs(model, class_logits, n_samples, return_samples=True)

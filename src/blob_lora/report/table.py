@@ -1,0 +1,77 @@
+"""Runs x seeds -> Markdown tables laid out like the paper's (mean +- std per cell)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+METRICS = ("acc", "ece", "nll")
+LABELS = {"acc": "ACC (%) ↑", "ece": "ECE (%) ↓", "nll": "NLL ↓", "brier": "Brier ↓"}
+
+
+def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Result rows from run directories (results-final.json) or JSON/JSONL row files."""
+    rows: list[dict[str, Any]] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            path = path / "results-final.json"
+        text = path.read_text()
+        if path.suffix == ".jsonl":
+            rows.extend(json.loads(line) for line in text.splitlines() if line.strip())
+        else:
+            data = json.loads(text)
+            rows.extend(data if isinstance(data, list) else [data])
+    return rows
+
+
+def method_label(row: dict[str, Any]) -> str:
+    n = row.get("n_samples", 0)
+    return (
+        f"{row['method']} (N={n})"
+        if row["method"] in ("blob", "bbb", "mcd") or n
+        else row["method"]
+    )
+
+
+def _fmt(values: list[float], digits: int) -> str:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS) -> str:
+    """One block per metric; methods as rows, datasets as columns, as the paper lays it out."""
+    cells: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    methods: list[str] = []
+    datasets: list[str] = []
+    for row in rows:
+        label = method_label(row)
+        if label not in methods:
+            methods.append(label)
+        if row["dataset"] not in datasets:
+            datasets.append(row["dataset"])
+        for metric in metrics:
+            if metric in row:
+                cells[(metric, label, row["dataset"])].append(float(row[metric]))
+    lines = [
+        "| metric | method | " + " | ".join(datasets) + " |",
+        "|---|---|" + "---|" * len(datasets),
+    ]
+    for metric in metrics:
+        digits = 3 if metric in ("nll", "brier") else 2
+        for label in methods:
+            row_cells = []
+            for ds in datasets:
+                values = cells.get((metric, label, ds))
+                row_cells.append(_fmt(values, digits) if values else "–")
+            lines.append(
+                f"| {LABELS.get(metric, metric)} | {label} | " + " | ".join(row_cells) + " |"
+            )
+    seeds = sorted({r.get("seed") for r in rows})
+    lines.append("")
+    lines.append(f"mean ± std over seeds {seeds}.")
+    return "\n".join(lines) + "\n"

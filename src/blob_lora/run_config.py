@@ -1,0 +1,118 @@
+"""The run configuration: one dataclass tree, from YAML plus command-line overrides.
+
+Unknown keys are errors (a typo must never silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import AdapterConfig
+from .errors import ConfigError
+
+
+@dataclass
+class RunConfig:
+    model: str = field(default="minilm", metadata={"help": "short name, hub id or local path"})
+    task: str = field(default="auto", metadata={"help": "auto | choice | classification"})
+    dataset: str = field(default="rte", metadata={"help": "short name or a JSON field mapping"})
+    train_split: str = "train"
+    eval_split: str = "validation"
+    eval_datasets: list[str] = field(default_factory=list, metadata={"help": "extra (OOD) sets"})
+    method: str = "blob"
+    output_dir: str = "runs/run"
+    seed: int = 0
+    max_steps: int = 300
+    batch_size: int = field(default=32, metadata={"help": "per-process micro-batch"})
+    grad_accum: int = 1
+    eval_batch_size: int = 64
+    lr: float = 5e-4
+    kl_lr: float = 0.002
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    max_grad_norm: float | None = None
+    optim_scheme: str = field(default="authors", metadata={"help": "authors | elbo"})
+    kl_schedule: str | None = field(default=None, metadata={"help": "blob|uniform|elbo|none"})
+    gamma: float = 8.0
+    max_length: int = 256
+    train_limit: int | None = None
+    eval_limit: int | None = None
+    eval_every: int = 0
+    save_every: int = 100
+    eval_samples: list[int] | None = field(default=None, metadata={"help": "N per evaluation"})
+    head: str = field(default="train", metadata={"help": "seq-cls head: train | lora | frozen"})
+    adapter: AdapterConfig = field(
+        default_factory=lambda: AdapterConfig(r=8, alpha=8, target_modules=["query", "value"])
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        adapter = data.pop("adapter", None)
+        run = cls(**data)
+        if isinstance(adapter, AdapterConfig):
+            run.adapter = adapter
+        elif adapter is not None:
+            base = run.adapter.to_dict()
+            unknown = sorted(set(adapter) - set(base))
+            if unknown:
+                raise ConfigError(
+                    f"unknown config keys {['adapter.' + k for k in unknown]}; "
+                    f"known adapter keys: {sorted(base)}"
+                )
+            run.adapter = AdapterConfig.from_dict(base | adapter)
+        return run
+
+
+def parse_value(text: str) -> Any:
+    """Command-line values are YAML scalars or lists: 3, 1e-4, true, [q_proj, v_proj].
+
+    YAML 1.1 reads `3e-4` as a string; numbers written that way are numbers here.
+    """
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def load_run_config(path: str | None, overrides: list[str] | None = None) -> RunConfig:
+    """YAML file (optional) + `key=value` / `adapter.key=value` overrides."""
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+        data.update(loaded)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        key, value = item.split("=", 1)
+        target = data
+        *parents, leaf = key.strip().split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override {item!r}: {parent} is not a section")
+        target[leaf] = parse_value(value)
+    return RunConfig.from_dict(data)

@@ -1,0 +1,460 @@
+"""The training loop (Accelerate), evaluation, checkpoints and resume.
+
+Data flows one way: config -> model + adapters -> task batches -> method -> predictions
+-> metrics. The loop owns the order of examples (a seeded stream of per-epoch
+permutations, sliced per process), so a resumed run sees exactly the batches, noise
+and dropout draws the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+
+from .adapter_io import CONFIG_FILE, WEIGHTS_FILE, load_adapter_weights, save_adapter
+from .adapter_model import BlobModel
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .errors import BlobLoraError, CheckpointError, ConfigError
+from .kl_schedule import KLSchedule
+from .methods import get_method
+from .optim import AdapterOptimizer, OptimConfig
+from .run_config import RunConfig
+
+RUN_CONFIG = "run_config.json"
+
+
+class TrainingDivergedError(BlobLoraError):
+    """The loss became NaN or infinite."""
+
+
+class Scorer(nn.Module):
+    """Batch -> class logits, as a module so DDP sees the forward of the whole step."""
+
+    def __init__(self, model: BlobModel, task: Any) -> None:
+        super().__init__()
+        self.blob = model
+        self.task = task
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.task.class_logits(self.blob.model, batch)
+
+
+def example_stream(n: int, seed: int, start: int, count: int) -> list[int]:
+    """Positions [start, start+count) of the infinite stream of per-epoch permutations."""
+    out: list[int] = []
+    pos = start
+    while len(out) < count:
+        epoch, offset = divmod(pos, n)
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=gen).tolist()
+        take = min(count - len(out), n - offset)
+        out.extend(perm[offset : offset + take])
+        pos += take
+    return out
+
+
+@dataclass
+class Setup:
+    """Everything a run needs, built once from the config."""
+
+    config: RunConfig
+    model: BlobModel
+    tokenizer: Any
+    task: Any
+    method: Any
+    train_examples: list
+    eval_examples: dict[str, list] = field(default_factory=dict)
+
+
+def build_setup(cfg: RunConfig, with_train: bool = True) -> Setup:
+    from .data import load_examples
+    from .models import load_model
+    from .tasks import build_task
+
+    method = get_method(cfg.method)
+    kind = resolve_task_kind(cfg)
+    train_examples = (
+        load_examples(cfg.dataset, cfg.train_split, limit=cfg.train_limit, seed=cfg.seed)
+        if with_train
+        else []
+    )
+    eval_examples = {
+        cfg.dataset: load_examples(cfg.dataset, cfg.eval_split, limit=cfg.eval_limit, seed=cfg.seed)
+    }
+    num_labels = None
+    if kind == "classification":
+        labels = [ex.label for ex in train_examples + eval_examples[cfg.dataset]]
+        num_labels = max(labels) + 1
+    model_kind = "seq-cls" if kind == "classification" else "causal-lm"
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = load_model(cfg.model, kind=model_kind, num_labels=num_labels)
+    task = build_task(kind, tokenizer=tokenizer, max_length=cfg.max_length, num_labels=num_labels)
+    adapter = cfg.adapter
+    if kind == "classification":
+        adapter = head_adapter_config(model, adapter, cfg.head)
+    torch.manual_seed(cfg.seed)
+    blob = method.build(model, adapter)
+    return Setup(cfg, blob, tokenizer, task, method, train_examples, eval_examples)
+
+
+def resolve_task_kind(cfg: RunConfig) -> str:
+    if cfg.task != "auto":
+        if cfg.task not in ("choice", "classification"):
+            raise ConfigError(f"task {cfg.task!r} is unknown; use auto, choice or classification")
+        return cfg.task
+    from .models import model_family
+
+    return "classification" if model_family(cfg.model) == "encoder" else "choice"
+
+
+def head_adapter_config(model: nn.Module, adapter: Any, head: str) -> Any:
+    """How a fresh classifier head is trained: in full (`train`), with adapters on its
+    Linear layers over a frozen random init (`lora`, the paper's RoBERTa setting), or not
+    at all (`frozen`)."""
+    from dataclasses import replace
+
+    head_names = [
+        n
+        for n, m in model.named_modules()
+        if (n == "classifier" or n.startswith("classifier.")) and isinstance(m, nn.Linear)
+    ]
+    if head == "train":
+        return replace(
+            adapter, modules_to_save=sorted(set(adapter.modules_to_save) | {"classifier"})
+        )
+    if head == "lora":
+        targets = adapter.target_modules
+        if isinstance(targets, str):
+            raise ConfigError("head=lora needs target_modules as a list")
+        return replace(adapter, target_modules=sorted(set(targets) | set(head_names)))
+    if head == "frozen":
+        return adapter
+    raise ConfigError(f"head {head!r} is unknown; use train, lora or frozen")
+
+
+class Runner:
+    """Train, checkpoint, resume and evaluate one run."""
+
+    def __init__(self, cfg: RunConfig, accelerator: Accelerator | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.acc = accelerator or Accelerator(gradient_accumulation_steps=cfg.grad_accum)
+        self.setup: Setup | None = None
+
+    # -- set-up -----------------------------------------------------------------------------
+    def prepare(self, resume: bool) -> None:
+        cfg = self.cfg
+        saved = self.out / RUN_CONFIG
+        if saved.exists() and not resume:
+            raise ConfigError(
+                f"{self.out} already holds a run; pass --resume to continue it or choose "
+                "another output_dir"
+            )
+        if resume and saved.exists():
+            previous = json.loads(saved.read_text())
+            if previous != json.loads(json.dumps(cfg.to_dict())):
+                changed = sorted(
+                    k
+                    for k in set(previous) | set(cfg.to_dict())
+                    if previous.get(k) != json.loads(json.dumps(cfg.to_dict())).get(k)
+                )
+                raise ConfigError(
+                    f"--resume with a different config (changed: {changed}); resume with the "
+                    f"config saved in {saved}"
+                )
+        self.setup = build_setup(cfg)
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            _write_json(saved, cfg.to_dict())
+
+    # -- training ---------------------------------------------------------------------------
+    def train(self, resume: bool = False) -> dict[str, Any]:
+        self.prepare(resume)
+        cfg, setup, acc = self.cfg, self.setup, self.acc
+        blob = setup.model
+        n_train = len(setup.train_examples)
+        if n_train == 0:
+            raise ConfigError(f"dataset {cfg.dataset!r} split {cfg.train_split!r} is empty")
+        global_batch = cfg.batch_size * acc.num_processes * cfg.grad_accum
+        schedule = KLSchedule(
+            cfg.kl_schedule or setup.method.kl_schedule, n_train, global_batch, cfg.gamma
+        )
+        weight_decay = (
+            setup.method.weight_decay if setup.method.weight_decay is not None else cfg.weight_decay
+        )
+        optimizer = AdapterOptimizer(
+            blob,
+            OptimConfig(
+                scheme=cfg.optim_scheme,
+                lr=cfg.lr,
+                kl_lr=cfg.kl_lr,
+                weight_decay=weight_decay,
+                warmup_steps=int(cfg.warmup_ratio * cfg.max_steps),
+                total_steps=cfg.max_steps,
+                max_grad_norm=cfg.max_grad_norm,
+            ),
+        )
+        scorer = acc.prepare(Scorer(blob, setup.task))
+        step = 0
+        ckpt_dir = self.out / "checkpoints"
+        if resume:
+            latest = latest_checkpoint(ckpt_dir)
+            if latest is not None:
+                step = self._restore(latest, optimizer)
+            if self.acc.is_main_process:
+                _truncate_log(self.out / "metrics.jsonl", step)
+        blob.train()
+        log_path = self.out / "metrics.jsonl"
+        if self.acc.is_main_process and not resume:
+            log_path.unlink(missing_ok=True)
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=step,
+            disable=not acc.is_main_process,
+            desc=f"{cfg.method} {cfg.dataset}",
+            dynamic_ncols=True,
+        )
+        recent: list[float] = []
+        start = time.time()
+        while step < cfg.max_steps:
+            nll_sum, correct, seen = 0.0, 0, 0
+            for micro in range(cfg.grad_accum):
+                batch = self._train_batch(step, micro, n_train)
+                with acc.accumulate(scorer):
+                    logits = scorer(batch)
+                    nll = F.cross_entropy(logits.float(), batch["labels"])
+                    if not torch.isfinite(nll):
+                        bar.close()
+                        last = latest_checkpoint(ckpt_dir)
+                        raise TrainingDivergedError(
+                            f"loss is {nll.item()} at step {step}; the last good checkpoint is "
+                            f"{last or 'none'}; lower lr (now {cfg.lr}) or set max_grad_norm"
+                        )
+                    acc.backward(nll)
+                nll_sum += nll.item() / cfg.grad_accum
+                correct += int((logits.argmax(-1) == batch["labels"]).sum())
+                seen += len(batch["labels"])
+            weight = schedule.weight(step)
+            kl = optimizer.step(weight)
+            step += 1
+            recent = (recent + [correct / max(seen, 1)])[-20:]
+            row = {
+                "step": step,
+                "nll": nll_sum,
+                "kl": float(kl),
+                "kl_weight": weight,
+                "train_acc": sum(recent) / len(recent),
+                "lr": optimizer.schedulers[0].get_last_lr()[0],
+                "elapsed_s": time.time() - start,
+            }
+            bar.set_postfix(
+                nll=f"{nll_sum:.3f}", kl=f"{float(kl):.3g}", acc=f"{row['train_acc']:.2f}"
+            )
+            bar.update(1)
+            if acc.is_main_process:
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
+                self.evaluate(samples=[0], tag=f"step{step}", write=False)
+                blob.train()
+            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
+                self._save_checkpoint(ckpt_dir, step, optimizer)
+        bar.close()
+        if acc.is_main_process:
+            save_adapter(blob, self.out / "adapter", extra={"run": cfg.to_dict(), "steps": step})
+            _jsonl_to_csv(log_path, self.out / "metrics.csv")
+        acc.wait_for_everyone()
+        results = self.evaluate()
+        return {"steps": step, "results": results}
+
+    def _train_batch(self, step: int, micro: int, n_train: int) -> dict[str, torch.Tensor]:
+        cfg, acc = self.cfg, self.acc
+        per_micro = cfg.batch_size * acc.num_processes
+        start = (step * cfg.grad_accum + micro) * per_micro
+        indices = example_stream(n_train, cfg.seed, start, per_micro)
+        mine = indices[
+            acc.process_index * cfg.batch_size : (acc.process_index + 1) * cfg.batch_size
+        ]
+        batch = self.setup.task.collate([self.setup.train_examples[i] for i in mine])
+        return {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _save_checkpoint(self, ckpt_dir: Path, step: int, optimizer: AdapterOptimizer) -> None:
+        if not self.acc.is_main_process:
+            return
+        state = {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        blob = self.setup.model
+        adapter = {
+            CONFIG_FILE: {
+                "format": "blob-lora-adapter",
+                "version": 1,
+                "config": blob.adapter_config.to_dict(),
+            },
+            WEIGHTS_FILE: blob.adapter_state_dict(),
+        }
+        save_checkpoint(ckpt_dir / f"step-{step}", state, files=adapter)
+        for old in sorted(ckpt_dir.glob("step-*"), key=lambda p: int(p.name[5:]))[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _restore(self, path: Path, optimizer: AdapterOptimizer) -> int:
+        state = load_checkpoint(path)
+        try:
+            load_adapter_weights(self.setup.model, path)
+            optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"checkpoint {path} does not match this run: {err}") from err
+        torch.set_rng_state(state["rng_cpu"])
+        if torch.cuda.is_available() and state["rng_cuda"]:
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        return int(state["step"])
+
+    # -- evaluation -------------------------------------------------------------------------
+    def evaluate(
+        self,
+        samples: list[int] | None = None,
+        datasets: list[str] | None = None,
+        tag: str = "final",
+        write: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Predict every example of each evaluation set with N samples, for each N."""
+        from .data import load_examples
+        from .metrics import classification_metrics
+
+        cfg, setup = self.cfg, self.setup
+        samples = (
+            samples
+            if samples is not None
+            else list(
+                cfg.eval_samples
+                if cfg.eval_samples is not None
+                else setup.method.default_eval_samples
+            )
+        )
+        names = datasets if datasets is not None else [cfg.dataset, *cfg.eval_datasets]
+        rows = []
+        setup.model.eval()
+        for name in names:
+            if name not in setup.eval_examples:
+                split = cfg.eval_split if name == cfg.dataset else ood_split(name)
+                setup.eval_examples[name] = load_examples(
+                    name, split, limit=cfg.eval_limit, seed=cfg.seed
+                )
+            examples = setup.eval_examples[name]
+            for n in samples:
+                probs, labels = self.predict(examples, n)
+                if not self.acc.is_main_process:
+                    continue
+                metrics = classification_metrics(probs.numpy(), labels.numpy())
+                row = {
+                    "model": cfg.model,
+                    "dataset": name,
+                    "method": cfg.method,
+                    "n_samples": n,
+                    "seed": cfg.seed,
+                    "steps": cfg.max_steps,
+                    "n_examples": len(labels),
+                    **{k: float(v) for k, v in metrics.items()},
+                }
+                rows.append(row)
+                if write:
+                    self._write_eval(name, n, probs, labels, tag)
+        if write and self.acc.is_main_process:
+            _write_json(self.out / f"results-{tag}.json", rows)
+        return rows
+
+    @torch.no_grad()
+    def predict(self, examples: list, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Probabilities for every example (sharded over processes, none dropped)."""
+        acc, setup = self.acc, self.setup
+        mine = list(range(acc.process_index, len(examples), acc.num_processes))
+        out: list[tuple[int, list[float], int]] = []
+        bs = self.cfg.eval_batch_size
+        for i in range(0, len(mine), bs):
+            idx = mine[i : i + bs]
+            batch = setup.task.collate([examples[j] for j in idx])
+            batch = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            probs, _ = setup.method.predict(
+                setup.model,
+                lambda b=batch: setup.task.class_logits(setup.model.model, b),
+                n_samples,
+            )
+            for j, p, y in zip(
+                idx, probs.cpu().tolist(), batch["labels"].cpu().tolist(), strict=True
+            ):
+                out.append((j, p, y))
+        if acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            out = gather_object(out)
+        out.sort(key=lambda t: t[0])
+        width = max(len(p) for _, p, _ in out)
+        probs = torch.tensor([p + [0.0] * (width - len(p)) for _, p, _ in out])
+        labels = torch.tensor([y for _, _, y in out])
+        return probs, labels
+
+    def _write_eval(
+        self, name: str, n: int, probs: torch.Tensor, labels: torch.Tensor, tag: str
+    ) -> None:
+        from .report.reliability import plot_reliability
+
+        safe = name.replace("/", "_")
+        plot_reliability(
+            probs.numpy(),
+            labels.numpy(),
+            self.out / "plots" / f"{tag}-{safe}-N{n}.png",
+            title=f"{self.cfg.method} on {name}, N={n}",
+        )
+
+
+def ood_split(name: str) -> str:
+    """MMLU subjects are evaluated on test (as the paper); everything else on validation."""
+    return "test" if name.startswith("mmlu") else "validation"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows past the restored step (they belong to the interrupted attempt)."""
+    if not path.exists():
+        return
+    keep = [
+        ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step
+    ]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+
+
+def _jsonl_to_csv(src: Path, dst: Path) -> None:
+    if not src.exists():
+        return
+    rows = [json.loads(line) for line in src.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, dst)

@@ -1,0 +1,36 @@
+import pytest
+
+from blob_lora import ConfigError
+from blob_lora.run_config import RunConfig, load_run_config
+
+
+def test_yaml_then_overrides(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("model: minilm\nlr: 1.0e-4\nadapter:\n  r: 4\n  target_modules: [query]\n")
+    cfg = load_run_config(str(cfg_file), ["lr=3e-4", "adapter.alpha=32", "eval_samples=[0, 5]"])
+    assert cfg.lr == 3e-4 and cfg.adapter.r == 4 and cfg.adapter.alpha == 32
+    assert cfg.adapter.target_modules == ["query"] and cfg.eval_samples == [0, 5]
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["learning_rate=1"], "unknown config keys"),
+        (["adapter.rank=4"], "adapter.rank"),
+        (["adapter.r=0"], "positive integer"),
+        (["lr"], "key=value"),
+    ],
+)
+def test_bad_keys_are_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_run_config(None, overrides)
+
+
+def test_missing_or_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_run_config(str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n- not a mapping\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_run_config(str(bad))
