@@ -92,6 +92,21 @@ class BlobModel(nn.Module):
                 if not was:
                     layer.noise.cache.clear()
 
+    @torch.no_grad()
+    def reset_adapters(self) -> None:
+        """Re-initialize every adapter and fully trained module (a new ensemble member)."""
+        for layer in self.adapters().values():
+            layer.reset_adapter()
+        init = getattr(self.model, "_init_weights", None)
+        for pattern in self.adapter_config.modules_to_save:
+            for name, module in self.model.named_modules():
+                if name == pattern or name.endswith("." + pattern):
+                    for sub in module.modules():
+                        if init is not None and isinstance(sub, nn.Linear):
+                            init(sub)
+                        elif hasattr(sub, "reset_parameters"):
+                            sub.reset_parameters()
+
     # -- parameters -----------------------------------------------------------------------
     def named_trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         for name, param in self.model.named_parameters():

@@ -154,6 +154,9 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "report": cmd_report, "demo": 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # load reports of fresh heads are expected here
     try:
         return COMMANDS[args.command](args)
     except BlobLoraError as err:

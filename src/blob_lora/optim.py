@@ -66,7 +66,7 @@ class AdapterOptimizer:
         self.config = config
         groups = model.parameter_groups()
         self.mean_params, self.std_params = groups["mean"], groups["std"]
-        if config.scheme == "authors":
+        if config.scheme == "authors" and model.is_bayesian:
             self.main = torch.optim.AdamW(
                 self.mean_params, lr=config.lr, weight_decay=config.weight_decay
             )
@@ -96,7 +96,7 @@ class AdapterOptimizer:
 
     def step(self, kl_weight: float) -> torch.Tensor:
         """Apply one optimizer step; returns the (unweighted) KL used, float64."""
-        if self.config.scheme == "elbo" or not self.model.is_bayesian:
+        if self.kl_opt is None:
             kl = self.model.kl()
             if kl_weight:
                 _add_kl_grad(self.mean_params + self.std_params, (kl * kl_weight).float())

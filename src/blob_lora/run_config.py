@@ -45,6 +45,7 @@ class RunConfig:
     eval_every: int = 0
     save_every: int = 100
     eval_samples: list[int] | None = field(default=None, metadata={"help": "N per evaluation"})
+    anchor_size: int = field(default=256, metadata={"help": "train examples for post-hoc fits"})
     head: str = field(default="train", metadata={"help": "seq-cls head: train | lora | frozen"})
     adapter: AdapterConfig = field(
         default_factory=lambda: AdapterConfig(r=8, alpha=8, target_modules=["query", "value"])

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -29,6 +30,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .errors import BlobLoraError, CheckpointError, ConfigError
 from .kl_schedule import KLSchedule
 from .methods import get_method
+from .methods.base import PostTrainContext
 from .optim import AdapterOptimizer, OptimConfig
 from .run_config import RunConfig
 
@@ -181,12 +183,60 @@ class Runner:
 
     # -- training ---------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict[str, Any]:
+        """Train (every ensemble member), run the method's post-hoc step, evaluate."""
         self.prepare(resume)
+        cfg, setup = self.cfg, self.setup
+        if not setup.train_examples:
+            raise ConfigError(f"dataset {cfg.dataset!r} split {cfg.train_split!r} is empty")
+        members = getattr(setup.method, "members", 1)
+        states = []
+        for member in range(members):
+            run_dir = self.out if members == 1 else self.out / f"member-{member}"
+            seed = cfg.seed if member == 0 else cfg.seed * 1000 + member
+            if member > 0:
+                torch.manual_seed(seed)
+                setup.model.reset_adapters()
+            if members > 1 and (run_dir / "adapter").is_dir():
+                load_adapter_weights(setup.model, run_dir / "adapter")  # finished member
+            else:
+                self._fit(run_dir, resume, seed)
+            states.append({k: v.clone() for k, v in setup.model.adapter_state_dict().items()})
+        if members > 1:
+            setup.model.member_states = states
+        setup.model = setup.method.post_train(setup.model, self.post_train_context())
+        if self.acc.is_main_process and members == 1:
+            save_adapter(
+                setup.model,
+                self.out / "adapter",
+                extra={"run": cfg.to_dict(), "steps": cfg.max_steps},
+            )
+        self.acc.wait_for_everyone()
+        return {"steps": cfg.max_steps, "results": self.evaluate()}
+
+    def post_train_context(self) -> PostTrainContext:
+        cfg, setup = self.cfg, self.setup
+        examples = setup.train_examples
+        gen = torch.Generator().manual_seed(cfg.seed)
+        anchor = torch.randperm(len(examples), generator=gen)[: cfg.anchor_size].tolist()
+
+        def batches(indices: list[int]):
+            for i in range(0, len(indices), cfg.eval_batch_size):
+                chunk = [examples[j] for j in indices[i : i + cfg.eval_batch_size]]
+                yield self._to_device(setup.task.collate(chunk))
+
+        return PostTrainContext(
+            train_batches=lambda: batches(list(range(len(examples)))),
+            anchor_batches=lambda: batches(anchor),
+            class_logits=lambda b: setup.task.class_logits(setup.model.model, b),
+            n_train=len(examples),
+            seed=cfg.seed,
+        )
+
+    def _fit(self, run_dir: Path, resume: bool, seed: int) -> int:
+        """The optimization loop of one adapter; checkpoints and logs under `run_dir`."""
         cfg, setup, acc = self.cfg, self.setup, self.acc
         blob = setup.model
         n_train = len(setup.train_examples)
-        if n_train == 0:
-            raise ConfigError(f"dataset {cfg.dataset!r} split {cfg.train_split!r} is empty")
         global_batch = cfg.batch_size * acc.num_processes * cfg.grad_accum
         schedule = KLSchedule(
             cfg.kl_schedule or setup.method.kl_schedule, n_train, global_batch, cfg.gamma
@@ -208,17 +258,19 @@ class Runner:
         )
         scorer = acc.prepare(Scorer(blob, setup.task))
         step = 0
-        ckpt_dir = self.out / "checkpoints"
+        ckpt_dir = run_dir / "checkpoints"
+        log_path = run_dir / "metrics.jsonl"
+        if acc.is_main_process:
+            run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             latest = latest_checkpoint(ckpt_dir)
             if latest is not None:
                 step = self._restore(latest, optimizer)
-            if self.acc.is_main_process:
-                _truncate_log(self.out / "metrics.jsonl", step)
-        blob.train()
-        log_path = self.out / "metrics.jsonl"
-        if self.acc.is_main_process and not resume:
+            if acc.is_main_process:
+                _truncate_log(log_path, step)
+        elif acc.is_main_process:
             log_path.unlink(missing_ok=True)
+        blob.train()
         bar = tqdm(
             total=cfg.max_steps,
             initial=step,
@@ -231,7 +283,7 @@ class Runner:
         while step < cfg.max_steps:
             nll_sum, correct, seen = 0.0, 0, 0
             for micro in range(cfg.grad_accum):
-                batch = self._train_batch(step, micro, n_train)
+                batch = self._train_batch(step, micro, n_train, seed)
                 with acc.accumulate(scorer):
                     logits = scorer(batch)
                     nll = F.cross_entropy(logits.float(), batch["labels"])
@@ -267,28 +319,35 @@ class Runner:
                 with open(log_path, "a") as fh:
                     fh.write(json.dumps(row) + "\n")
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
-                self.evaluate(samples=[0], tag=f"step{step}", write=False)
+                rows = self.evaluate(samples=[0], tag=f"step{step}", write=False)
+                if acc.is_main_process and rows:
+                    with open(run_dir / "eval_log.jsonl", "a") as fh:
+                        fh.write(json.dumps({"step": step, **rows[0]}) + "\n")
                 blob.train()
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
                 self._save_checkpoint(ckpt_dir, step, optimizer)
         bar.close()
         if acc.is_main_process:
-            save_adapter(blob, self.out / "adapter", extra={"run": cfg.to_dict(), "steps": step})
-            _jsonl_to_csv(log_path, self.out / "metrics.csv")
-        acc.wait_for_everyone()
-        results = self.evaluate()
-        return {"steps": step, "results": results}
+            _jsonl_to_csv(log_path, run_dir / "metrics.csv")
+            if run_dir != self.out:
+                save_adapter(blob, run_dir / "adapter", extra={"steps": step})
+        return step
 
-    def _train_batch(self, step: int, micro: int, n_train: int) -> dict[str, torch.Tensor]:
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        dev = self.acc.device
+        return {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _train_batch(self, step: int, micro: int, n_train: int, seed: int) -> dict[str, Any]:
         cfg, acc = self.cfg, self.acc
         per_micro = cfg.batch_size * acc.num_processes
         start = (step * cfg.grad_accum + micro) * per_micro
-        indices = example_stream(n_train, cfg.seed, start, per_micro)
+        indices = example_stream(n_train, seed, start, per_micro)
         mine = indices[
             acc.process_index * cfg.batch_size : (acc.process_index + 1) * cfg.batch_size
         ]
-        batch = self.setup.task.collate([self.setup.train_examples[i] for i in mine])
-        return {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        return self._to_device(
+            self.setup.task.collate([self.setup.train_examples[i] for i in mine])
+        )
 
     def _save_checkpoint(self, ckpt_dir: Path, step: int, optimizer: AdapterOptimizer) -> None:
         if not self.acc.is_main_process:
@@ -357,7 +416,7 @@ class Runner:
                 )
             examples = setup.eval_examples[name]
             for n in samples:
-                probs, labels = self.predict(examples, n)
+                probs, labels, mi = self.predict(examples, n)
                 if not self.acc.is_main_process:
                     continue
                 metrics = classification_metrics(probs.numpy(), labels.numpy())
@@ -373,47 +432,66 @@ class Runner:
                 }
                 rows.append(row)
                 if write:
-                    self._write_eval(name, n, probs, labels, tag)
+                    self._write_eval(name, n, probs, labels, mi, tag)
         if write and self.acc.is_main_process:
             _write_json(self.out / f"results-{tag}.json", rows)
         return rows
 
     @torch.no_grad()
-    def predict(self, examples: list, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Probabilities for every example (sharded over processes, none dropped)."""
+    def predict(
+        self, examples: list, n_samples: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(probs, labels, mutual information) for every example, sharded over processes
+        and gathered back in order, none dropped."""
         acc, setup = self.acc, self.setup
         mine = list(range(acc.process_index, len(examples), acc.num_processes))
-        out: list[tuple[int, list[float], int]] = []
+        out: list[tuple[int, list[float], int, float]] = []
         bs = self.cfg.eval_batch_size
         for i in range(0, len(mine), bs):
             idx = mine[i : i + bs]
-            batch = setup.task.collate([examples[j] for j in idx])
-            batch = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            probs, _ = setup.method.predict(
+            batch = self._to_device(setup.task.collate([examples[j] for j in idx]))
+            probs, samples = setup.method.predict(
                 setup.model,
                 lambda b=batch: setup.task.class_logits(setup.model.model, b),
                 n_samples,
             )
-            for j, p, y in zip(
-                idx, probs.cpu().tolist(), batch["labels"].cpu().tolist(), strict=True
+            mi = _mutual_information(samples.float().cpu())
+            for j, p, y, m in zip(
+                idx, probs.cpu().tolist(), batch["labels"].cpu().tolist(), mi.tolist(), strict=True
             ):
-                out.append((j, p, y))
+                out.append((j, p, y, m))
         if acc.num_processes > 1:
             from accelerate.utils import gather_object
 
             out = gather_object(out)
         out.sort(key=lambda t: t[0])
-        width = max(len(p) for _, p, _ in out)
-        probs = torch.tensor([p + [0.0] * (width - len(p)) for _, p, _ in out])
-        labels = torch.tensor([y for _, _, y in out])
-        return probs, labels
+        width = max(len(t[1]) for t in out)
+        probs = torch.tensor([t[1] + [0.0] * (width - len(t[1])) for t in out])
+        labels = torch.tensor([t[2] for t in out])
+        mi = torch.tensor([t[3] for t in out])
+        return probs, labels, mi
 
     def _write_eval(
-        self, name: str, n: int, probs: torch.Tensor, labels: torch.Tensor, tag: str
+        self,
+        name: str,
+        n: int,
+        probs: torch.Tensor,
+        labels: torch.Tensor,
+        mi: torch.Tensor,
+        tag: str,
     ) -> None:
+        """Reliability diagram + the raw predictions (for OOD-detection AUROC later)."""
         from .report.reliability import plot_reliability
 
         safe = name.replace("/", "_")
+        pred_dir = self.out / "predictions"
+        pred_dir.mkdir(parents=True, exist_ok=True)
+        final = pred_dir / f"{tag}-{safe}-N{n}.safetensors"
+        tmp = final.with_name(f".{final.name}.tmp")
+        save_file(
+            {"probs": probs.contiguous(), "labels": labels, "mutual_information": mi}, str(tmp)
+        )
+        os.replace(tmp, final)
         plot_reliability(
             probs.numpy(),
             labels.numpy(),
@@ -432,6 +510,15 @@ def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2))
     os.replace(tmp, path)
+
+
+def _mutual_information(samples: torch.Tensor) -> torch.Tensor:
+    """(S, B, C) sampled probabilities -> (B,) H(mean) - mean H (0 for one sample)."""
+
+    def entropy(p: torch.Tensor) -> torch.Tensor:
+        return -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
+
+    return (entropy(samples.mean(0)) - entropy(samples).mean(0)).clamp_min(0.0)
 
 
 def _truncate_log(path: Path, step: int) -> None:

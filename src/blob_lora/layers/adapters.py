@@ -41,8 +41,17 @@ class AdapterLayer(nn.Module):
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.lora_A = nn.Parameter(torch.empty(self.r, self.in_features))
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, self.r))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # bound 1/sqrt(in), as LoRA
+        self.init_std_eps = config.init_std_eps
+        self.std_param = config.std_param
         self.noise = NoiseState(default_sample_mode=config.sample_mode)
+        self.reset_adapter()
+
+    @torch.no_grad()
+    def reset_adapter(self) -> None:
+        """Fresh init (as LoRA: A kaiming-uniform with bound 1/sqrt(in), B = 0); also how
+        ensemble members get independent starts."""
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.lora_B.zero_()
 
     # -- the math -----------------------------------------------------------------------
     def low_rank(self, x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -106,10 +115,17 @@ class BLoBLayer(AdapterLayer):
     def __init__(self, base: nn.Module, config: AdapterConfig) -> None:
         super().__init__(base, config)
         self.prior_std = config.prior_std
-        self.std_param = config.std_param
         self.lora_A_g = nn.Parameter(
             _init_std_param((self.r, self.in_features), config.init_std_eps, config.std_param)
         )
+
+    @torch.no_grad()
+    def reset_adapter(self) -> None:
+        super().reset_adapter()
+        if hasattr(self, "lora_A_g"):
+            self.lora_A_g.copy_(
+                _init_std_param(tuple(self.lora_A_g.shape), self.init_std_eps, self.std_param)
+            )
 
     def _std(self, g: torch.Tensor) -> torch.Tensor:
         return g * g if self.std_param == "square" else F.softplus(g)
@@ -144,6 +160,14 @@ class BBBLayer(BLoBLayer):
         self.lora_B_g = nn.Parameter(
             _init_std_param((self.out_features, self.r), config.init_std_eps, config.std_param)
         )
+
+    @torch.no_grad()
+    def reset_adapter(self) -> None:
+        super().reset_adapter()
+        if hasattr(self, "lora_B_g"):
+            self.lora_B_g.copy_(
+                _init_std_param(tuple(self.lora_B_g.shape), self.init_std_eps, self.std_param)
+            )
 
     @property
     def std_B(self) -> torch.Tensor:

