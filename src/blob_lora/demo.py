@@ -1,6 +1,6 @@
 """The README's main job: offline, on 2 CPU cores, in minutes.
 
-Fine-tunes the real MiniLM on real RTE (or MRPC) with plain LoRA (MLE) and with BLoB,
+Fine-tunes the real MiniLM on real MRPC (or RTE) with plain LoRA (MLE) and with BLoB,
 same steps, batch and data order, then prints ACC / ECE / NLL for MLE, BLoB N=0 and
 BLoB N=10 and writes a reliability diagram per evaluation.
 """
@@ -14,7 +14,7 @@ from .report.table import markdown_table
 from .run_config import RunConfig
 from .train import Runner
 
-DEMO_STEPS = 150
+DEMO_STEPS = 120
 
 
 def demo_config(method: str, out: Path, dataset: str, max_steps: int, seed: int) -> RunConfig:
@@ -26,10 +26,10 @@ def demo_config(method: str, out: Path, dataset: str, max_steps: int, seed: int)
             "output_dir": str(out / method),
             "seed": seed,
             "max_steps": max_steps,
-            "batch_size": 32,
+            "batch_size": 16,
             "lr": 5e-4,
             "kl_lr": 0.002,
-            "max_length": 128,
+            "max_length": 96,
             "save_every": 50,
             "eval_samples": [0] if method == "mle" else [0, 10],
             "adapter": {"r": 8, "alpha": 8, "target_modules": ["query", "value"]},
@@ -37,7 +37,7 @@ def demo_config(method: str, out: Path, dataset: str, max_steps: int, seed: int)
     )
 
 
-def run_demo(out: Path, dataset: str = "rte", max_steps: int | None = None, seed: int = 0) -> str:
+def run_demo(out: Path, dataset: str = "mrpc", max_steps: int | None = None, seed: int = 0) -> str:
     steps = max_steps or DEMO_STEPS
     rows = []
     for method in ("mle", "blob"):
@@ -48,7 +48,7 @@ def run_demo(out: Path, dataset: str = "rte", max_steps: int | None = None, seed
         rows.extend(Runner(cfg).train()["results"])
     table = markdown_table(rows, metrics=("acc", "ece", "nll"))
     (out / "table.md").write_text(table)
-    print(f"\nMiniLM on {dataset}, {steps} steps of batch 32, seed {seed}:\n")
+    print(f"\nMiniLM on {dataset}, {steps} steps of batch 16, seed {seed}:\n")
     print(table)
     print(f"reliability diagrams: {out}/*/plots/")
     return table

@@ -295,9 +295,19 @@ class Runner:
                             f"{last or 'none'}; lower lr (now {cfg.lr}) or set max_grad_norm"
                         )
                     acc.backward(nll)
-                nll_sum += nll.item() / cfg.grad_accum
-                correct += int((logits.argmax(-1) == batch["labels"]).sum())
-                seen += len(batch["labels"])
+                stats = torch.stack(
+                    [
+                        nll.detach().float(),
+                        (logits.argmax(-1) == batch["labels"]).sum().float(),
+                        torch.tensor(float(len(batch["labels"])), device=nll.device),
+                    ]
+                )
+                if acc.num_processes > 1:
+                    stats = acc.reduce(stats, reduction="sum")
+                    stats[0] = stats[0] / acc.num_processes
+                nll_sum += stats[0].item() / cfg.grad_accum
+                correct += int(stats[1].item())
+                seen += int(stats[2].item())
             weight = schedule.weight(step)
             kl = optimizer.step(weight)
             step += 1
@@ -422,7 +432,7 @@ class Runner:
                 metrics = classification_metrics(probs.numpy(), labels.numpy())
                 row = {
                     "model": cfg.model,
-                    "dataset": name,
+                    "dataset": dataset_label(name),
                     "method": cfg.method,
                     "n_samples": n,
                     "seed": cfg.seed,
@@ -483,7 +493,7 @@ class Runner:
         """Reliability diagram + the raw predictions (for OOD-detection AUROC later)."""
         from .report.reliability import plot_reliability
 
-        safe = name.replace("/", "_")
+        safe = dataset_label(name)
         pred_dir = self.out / "predictions"
         pred_dir.mkdir(parents=True, exist_ok=True)
         final = pred_dir / f"{tag}-{safe}-N{n}.safetensors"
@@ -498,6 +508,17 @@ class Runner:
             self.out / "plots" / f"{tag}-{safe}-N{n}.png",
             title=f"{self.cfg.method} on {name}, N={n}",
         )
+
+
+def dataset_label(name: str) -> str:
+    """A file-name-safe label: the short name, or the `name`/path stem of a JSON spec."""
+    if name.lstrip().startswith("{"):
+        try:
+            spec = json.loads(name)
+            name = str(spec.get("name") or Path(str(spec.get("path", "custom"))).stem)
+        except json.JSONDecodeError:
+            name = "custom"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def ood_split(name: str) -> str:
