@@ -7,11 +7,13 @@ from .base import Method
 from .bbb import METHOD as BBB
 from .blob import METHOD as BLOB
 from .ens import METHOD as ENS
+from .laplace import METHOD as LA
 from .map import METHOD as MAP
 from .mcd import METHOD as MCD
 from .mle import METHOD as MLE
+from .tfb import METHOD as TFB
 
-METHODS: dict[str, Method] = {m.name: m for m in (MLE, MAP, MCD, ENS, BBB, BLOB)}
+METHODS: dict[str, Method] = {m.name: m for m in (MLE, MAP, MCD, ENS, BBB, LA, BLOB, TFB)}
 
 
 def get_method(name: str) -> Method:

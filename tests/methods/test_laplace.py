@@ -1,0 +1,253 @@
+"""Laplace-LoRA: KFAC factors, marginal likelihood and the GLM predictive, checked against
+brute-force computations on problems small enough to do exactly."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from tiny_models import randomize_adapters, tiny_bert, tiny_llama
+from torch import nn
+from torch.func import functional_call, jacrev
+
+from blob_lora import get_blob_model
+from blob_lora.errors import BlobLoraError
+from blob_lora.methods.base import PostTrainContext
+from blob_lora.methods.laplace import METHOD, KronLaplace
+from blob_lora.tasks.lm_scoring import last_position_logits
+
+
+class TinyMLP(nn.Module):
+    """in 4 -> 5 -> 3 classes; token inputs (B, T, 4) are averaged after the last layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(4, 5)
+        self.fc2 = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc2(torch.tanh(self.fc1(x)))
+        return out.mean(1) if out.dim() == 3 else out
+
+
+def _mlp_blob():
+    torch.manual_seed(0)
+    blob = get_blob_model(TinyMLP(), kind="lora", r=2, alpha=4.0, target_modules=["fc1", "fc2"])
+    randomize_adapters(blob, scale=0.5)
+    return blob.double().eval()  # float64 so exact comparisons are tight
+
+
+def _params(blob) -> dict[str, torch.Tensor]:
+    """lora_A, lora_B of every adapter, in the posterior's block order."""
+    out = {}
+    for name, layer in blob.adapters().items():
+        out[f"{name}.lora_A"] = layer.lora_A.detach()
+        out[f"{name}.lora_B"] = layer.lora_B.detach()
+    return out
+
+
+def _dense_precision(post: KronLaplace, blob, delta: float) -> torch.Tensor:
+    """Block-diagonal ``Q (x) G + delta I`` over all adapter weights; lora_B's G embedded
+    at the rows the fit saw (zero curvature elsewhere)."""
+    blocks = []
+    for name, layer in blob.adapters().items():
+        lp = post.layers[name]
+        q, g = lp.a.factors()
+        blocks.append(torch.kron(g, q))
+        q, g_seen = lp.b.factors()
+        g = torch.zeros(layer.out_features, layer.out_features, dtype=torch.float64)
+        g[lp.rows[:, None], lp.rows[None, :]] = g_seen
+        blocks.append(torch.kron(g, q))
+    h = torch.block_diag(*blocks)
+    return h + delta * torch.eye(h.shape[0], dtype=torch.float64)
+
+
+def _softmax_hessian(logits: torch.Tensor) -> torch.Tensor:
+    p = torch.softmax(logits.double(), -1)
+    return torch.diag(p) - torch.outer(p, p)
+
+
+def _fit(blob, batches, class_logits, **kwargs) -> KronLaplace:
+    return KronLaplace.fit(blob, batches, class_logits, dtype=torch.float64, **kwargs)
+
+
+@pytest.mark.parametrize("tokens", [1, 3])
+def test_kfac_of_one_example_is_the_exact_ggn(tokens):
+    """One example (tokens identical when T > 1): every Kronecker block equals the exact
+    GGN block J^T Lambda J of that weight."""
+    blob = _mlp_blob()
+    x = torch.randn(1, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = x.unsqueeze(1).expand(1, tokens, 4).contiguous() if tokens > 1 else x
+    batch = {"x": x, "labels": torch.tensor([1])}
+    post = _fit(blob, [batch], lambda b: blob.model(b["x"]))
+
+    params = _params(blob)
+
+    def f(p):
+        return functional_call(blob.model, p, (x,))[0]
+
+    jac = jacrev(f)(params)  # {name: (C, *shape)}
+    lam = _softmax_hessian(f(params).detach())
+    for name, lp in post.layers.items():
+        for which, block in (("lora_A", lp.a), ("lora_B", lp.b)):
+            j = jac[f"{name}.{which}"].flatten(1).double()
+            exact = j.T @ lam @ j
+            q, g = block.factors()
+            torch.testing.assert_close(torch.kron(g, q), exact, rtol=1e-6, atol=1e-10)
+
+
+def test_glm_variance_matches_brute_force_jacobians():
+    blob = _mlp_blob()
+    gen = torch.Generator().manual_seed(1)
+    batches = [
+        {
+            "x": torch.randn(6, 4, generator=gen, dtype=torch.float64),
+            "labels": torch.randint(0, 3, (6,)),
+        }
+    ]
+    post = _fit(blob, batches, lambda b: blob.model(b["x"]))
+    post.prior_precision = 0.7
+    x = torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    mean, var = post.moments(blob, lambda: blob.model(x))
+
+    params = _params(blob)
+    jac = jacrev(lambda p: functional_call(blob.model, p, (x,)))(params)  # (B, C, *shape)
+    j = torch.cat([jac[k].flatten(2) for k in params], dim=2).double()
+    sigma = torch.linalg.inv(_dense_precision(post, blob, 0.7))
+    expected = j @ sigma @ j.transpose(1, 2)
+    torch.testing.assert_close(var.double(), expected, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(mean.double(), blob.model(x).detach())
+
+
+def test_glm_variance_with_restricted_rows_on_a_causal_lm():
+    """Multi-token inputs, a LoRA'd LM head scored on a few rows (forward_rows), and
+    prediction rows partly outside those seen in the fit (they keep the prior)."""
+    torch.manual_seed(0)
+    blob = get_blob_model(tiny_llama(), kind="lora", r=2, target_modules=["q_proj", "lm_head"])
+    randomize_adapters(blob, scale=0.2)
+    blob.eval()
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 64, (4, 5), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0  # a left-padded row: padding does not reach the logits
+    fit_rows, eval_rows = torch.tensor([10, 11, 12]), torch.tensor([12, 13])
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 2, 1])}
+
+    def logits(b, rows):
+        return last_position_logits(blob.model, b["input_ids"], b["attention_mask"], rows)
+
+    post = _fit(blob, [batch], lambda b: logits(b, fit_rows))
+    assert post.layers["lm_head"].rows.tolist() == [10, 11, 12]
+    post.prior_precision = 2.0
+    test = {"input_ids": torch.randint(3, 64, (3, 5), generator=gen), "attention_mask": None}
+    test["attention_mask"] = torch.ones_like(test["input_ids"])
+    _, var = post.moments(blob, lambda: logits(test, eval_rows))
+
+    weights = [w for layer in blob.adapters().values() for w in (layer.lora_A, layer.lora_B)]
+    sigma = torch.linalg.inv(_dense_precision(post, blob, 2.0))
+    for i in range(3):  # brute force: each example alone, one backward pass per class
+        one = {k: v[i : i + 1] for k, v in test.items()}
+        rows = []
+        for c in range(len(eval_rows)):
+            with torch.enable_grad():
+                grads = torch.autograd.grad(logits(one, eval_rows)[0, c], weights)
+            rows.append(torch.cat([g.flatten() for g in grads]).double())
+        j = torch.stack(rows)
+        torch.testing.assert_close(var[i].double(), j @ sigma @ j.T, rtol=1e-4, atol=1e-8)
+
+
+def test_marginal_likelihood_prior_precision_is_the_grid_maximum():
+    blob = _mlp_blob()
+    gen = torch.Generator().manual_seed(2)
+    batches = [
+        {
+            "x": torch.randn(8, 4, generator=gen, dtype=torch.float64),
+            "labels": torch.randint(0, 3, (8,), generator=gen),
+        }
+        for _ in range(3)
+    ]
+    post = _fit(blob, batches, lambda b: blob.model(b["x"]))
+    delta = post.optimize_prior_precision()
+    assert math.isfinite(delta) and delta > 0
+    best = post.log_marginal_likelihood(delta)
+    grid = torch.logspace(-6, 10, 801, dtype=torch.float64).tolist()
+    assert best >= max(post.log_marginal_likelihood(d) for d in grid) - 1e-9 * abs(best)
+    assert best > post.log_marginal_likelihood(delta * 1.2)
+    assert best > post.log_marginal_likelihood(delta / 1.2)
+    # the evidence uses the fit-set log-likelihood of the MAP
+    with torch.no_grad():
+        logp = sum(
+            torch.log_softmax(blob.model(b["x"]), -1)[torch.arange(8), b["labels"]].sum()
+            for b in batches
+        )
+    assert post.loglik == pytest.approx(logp.item(), rel=1e-6)
+
+
+def _bert_setup():
+    torch.manual_seed(0)
+    blob = get_blob_model(tiny_bert(), kind="lora", target_modules=["query", "value", "classifier"])
+    randomize_adapters(blob, scale=1.0)  # a confident MAP (mean max-prob ~0.9)
+    gen = torch.Generator().manual_seed(0)
+    batches = [
+        {
+            "input_ids": torch.randint(3, 64, (8, 6), generator=gen),
+            "attention_mask": torch.ones(8, 6, dtype=torch.long),
+            "labels": torch.randint(0, 3, (8,), generator=gen),
+        }
+        for _ in range(3)
+    ]
+
+    def class_logits(b):
+        return blob.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+
+    context = PostTrainContext(
+        train_batches=lambda: iter(batches),
+        anchor_batches=lambda: iter(batches[:1]),
+        class_logits=class_logits,
+        n_train=24,
+    )
+    return blob, batches, class_logits, context
+
+
+@pytest.mark.parametrize("link", ["probit", "mc"])
+def test_predictive_is_less_confident_than_the_map(link):
+    blob, batches, class_logits, context = _bert_setup()
+    method = replace(METHOD, link=link)
+    model = method.post_train(blob, context)
+    assert model.laplace_posterior.prior_precision > 0
+    model.eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # the runner predicts under no_grad
+        probs, samples = method.predict(model, lambda: class_logits(batches[0]), 16)
+        map_probs, _ = method.predict(model, lambda: class_logits(batches[0]), 0)
+    assert samples.shape == (16, 8, 3)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(8))
+    torch.testing.assert_close(map_probs, torch.softmax(class_logits(batches[0]).detach(), -1))
+    assert probs.max(-1).values.mean() < map_probs.max(-1).values.mean()
+    assert samples.std(0).max() > 1e-3
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_absent_choices_stay_at_zero_probability():
+    blob, batches, class_logits, context = _bert_setup()
+    model = METHOD.post_train(blob, context)
+
+    def masked():
+        return class_logits(batches[0]).masked_fill(torch.tensor([False, False, True]), -math.inf)
+
+    with torch.no_grad():
+        probs, samples = METHOD.predict(model, masked, 4)
+    assert torch.isfinite(probs).all() and torch.isfinite(samples).all()
+    assert probs[:, 2].max() == 0 and samples[..., 2].max() == 0
+
+
+def test_fit_on_anchor_scales_to_the_training_set_and_predict_needs_a_fit():
+    blob, batches, class_logits, context = _bert_setup()
+    with pytest.raises(BlobLoraError, match="no fitted posterior"):
+        METHOD.predict(blob, lambda: class_logits(batches[0]), 4)
+    full = KronLaplace.fit(blob, batches[:1], class_logits)
+    scaled = KronLaplace.fit(blob, batches[:1], class_logits, n_data=24)
+    for name in full.layers:
+        torch.testing.assert_close(scaled.layers[name].a.out_vals, 3 * full.layers[name].a.out_vals)
