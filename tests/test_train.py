@@ -82,23 +82,32 @@ def test_rerun_without_resume_is_refused(tmp_path):
         Runner(_cfg(tmp_path, max_steps=2, eval_samples=[0])).train(resume=True)
 
 
-def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("poison_at", "last_good"), [(3, "none"), (4, "step-3")])
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(
+    tmp_path, monkeypatch, poison_at, last_good
+):
+    """Weights turned NaN by step `poison_at`: no checkpoint holding them is written, and
+    the error names the last checkpoint whose weights are all finite."""
     real_step = AdapterOptimizer.step
     calls = {"n": 0}
 
     def poisoning_step(self, kl_weight):
         out = real_step(self, kl_weight)
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == poison_at:
             with torch.no_grad():
                 for p in self.mean_params:
                     p.fill_(float("nan"))
         return out
 
     monkeypatch.setattr(AdapterOptimizer, "step", poisoning_step)
-    with pytest.raises(TrainingDivergedError, match="step-3"):
+    with pytest.raises(TrainingDivergedError, match=last_good):
         Runner(_cfg(tmp_path, eval_samples=[0])).train()
-    assert (tmp_path / "run" / "checkpoints" / "step-3" / "trainer_state.json").is_file()
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))
+    assert [c.name for c in ckpts] == ([] if last_good == "none" else [last_good])
+    for ckpt in ckpts:
+        for name, value in load_file(str(ckpt / "adapter_model.safetensors")).items():
+            assert value.isfinite().all(), name
     assert not (tmp_path / "run" / "adapter").exists()
 
 

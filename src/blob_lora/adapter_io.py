@@ -207,13 +207,7 @@ def from_peft(
         if peft_cfg.get(flag):
             raise CheckpointError(f"{path} uses {flag}, which blob-lora does not support")
     tensors = _read_tensors(Path(path) / WEIGHTS_FILE)
-    names = sorted(
-        k[len(PEFT_PREFIX) : -len(".lora_A.weight")]
-        for k in tensors
-        if k.endswith(".lora_A.weight")
-    )
-    if not names:
-        raise CheckpointError(f"{path} has no lora_A weights")
+    names = _peft_lora_names(tensors, path)
     base = (config.to_dict() if config is not None else AdapterConfig().to_dict()) | overrides
     base.update(
         r=int(peft_cfg["r"]),
@@ -223,7 +217,31 @@ def from_peft(
         modules_to_save=list(peft_cfg.get("modules_to_save") or []),
     )
     blob = BlobModel(model, AdapterConfig.from_dict(base))
+    _copy_peft_tensors(blob, tensors, names, path)
+    return blob
+
+
+def _peft_lora_names(tensors: dict[str, torch.Tensor], path: Any) -> list[str]:
+    names = sorted(
+        k[len(PEFT_PREFIX) : -len(".lora_A.weight")]
+        for k in tensors
+        if k.endswith(".lora_A.weight")
+    )
+    if not names:
+        raise CheckpointError(f"{path} has no lora_A weights")
+    return names
+
+
+def _copy_peft_tensors(
+    blob: BlobModel, tensors: dict[str, torch.Tensor], names: list[str], path: Any
+) -> None:
+    """PEFT's A -> our A (the mean M for BLoB), B -> B, saved modules -> trained modules."""
     adapters = blob.adapters()
+    missing = [n for n in names if n not in adapters]
+    if missing:
+        raise CheckpointError(
+            f"PEFT adapter {path} adapts {missing[:3]}, which this model's adapters do not cover"
+        )
     with torch.no_grad():
         for name in names:
             a = tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"]
@@ -243,7 +261,27 @@ def from_peft(
             name = key[len(PEFT_PREFIX) :].replace(".modules_to_save.default", "")
             if name in params:
                 params[name].copy_(value)
-    return blob
+
+
+def load_init_weights(blob: BlobModel, path: str | os.PathLike) -> dict[str, Any]:
+    """Start an already-wrapped model from a trained adapter: a blob-lora adapter folder
+    (or a run directory holding one in adapter/) or a PEFT LoRA folder. Returns the
+    adapter's metadata (blob-lora: its saved JSON; PEFT: its adapter_config.json)."""
+    p = Path(path)
+    if (p / "adapter" / CONFIG_FILE).is_file():
+        p = p / "adapter"
+    if (p / CONFIG_FILE).is_file():
+        meta = read_adapter_config(p)
+        load_adapter_weights(blob, p)
+        return meta
+    if (p / PEFT_CONFIG_FILE).is_file():
+        tensors = _read_tensors(p / WEIGHTS_FILE)
+        _copy_peft_tensors(blob, tensors, _peft_lora_names(tensors, p), p)
+        return json.loads((p / PEFT_CONFIG_FILE).read_text())
+    raise CheckpointError(
+        f"init_from {path} is neither a blob-lora run/adapter ({CONFIG_FILE}) nor a PEFT "
+        f"adapter ({PEFT_CONFIG_FILE}); point it at a trained adapter folder"
+    )
 
 
 def _escape(name: str) -> str:

@@ -7,6 +7,7 @@ sampling control, the KL term, parameter groups for the optimizers, and adapter 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +39,17 @@ class BlobModel(nn.Module):
         through every decoding step (KV cache included)."""
         with self.frozen_noise():
             return self.model.generate(*args, **kwargs)
+
+    @property
+    def accepts_loss_kwargs(self) -> bool:
+        """What the wrapped model says (transformers.Trainer reads this to decide whether
+        the loss is already normalized for gradient accumulation); our forward's **kwargs
+        must not make the Trainer believe the model handles it when it does not."""
+        declared = getattr(self.model, "accepts_loss_kwargs", None)
+        if declared is not None:
+            return bool(declared)
+        params = inspect.signature(self.model.forward).parameters.values()
+        return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
     @property
     def config(self) -> Any:

@@ -23,7 +23,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML file of run settings (see configs/)")
     p.add_argument("--model", help="short name (minilm, gemma-270m), hub id or local path")
     p.add_argument("--dataset", help="short name (rte, mrpc, obqa, arc-c, ...) or JSON mapping")
-    p.add_argument("--method", help="mle, map, mcd, bbb, blob")
+    p.add_argument("--method", help="mle, map, mcd, ens, bbb, la, blob, tfb")
     p.add_argument("--output-dir", help="where the run writes its adapter, metrics and plots")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-steps", type=int)
@@ -97,20 +97,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .adapter_io import load_adapter_weights
     from .errors import ConfigError
     from .run_config import RunConfig
-    from .train import RUN_CONFIG, Runner, build_setup
+    from .train import RUN_CONFIG, Runner
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / RUN_CONFIG).is_file() or not (run_dir / "adapter").is_dir():
-        raise ConfigError(f"{run_dir} is not a finished blob run (no {RUN_CONFIG} or adapter/)")
+    if not (run_dir / RUN_CONFIG).is_file():
+        raise ConfigError(f"{run_dir} is not a blob run (no {RUN_CONFIG})")
     cfg = RunConfig.from_dict(json.loads((run_dir / RUN_CONFIG).read_text()))
     if args.limit is not None:
         cfg.eval_limit = args.limit
+    cfg.output_dir = str(run_dir)  # the run may have moved since it was trained
     runner = Runner(cfg)
-    runner.setup = build_setup(cfg, with_train=False)
-    load_adapter_weights(runner.setup.model, run_dir / "adapter")
+    runner.load_finished()
     rows = runner.evaluate(samples=args.samples, datasets=args.datasets, tag=args.tag)
     _print_rows(rows)
     return 0

@@ -22,6 +22,11 @@ class BlobTrainer(Trainer):
 
     def __init__(self, *args: Any, kl_schedule: KLSchedule, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Every micro-batch loss is the model's own mean NLL plus the step's KL term, and
+        # the Trainer divides it by the accumulation steps: NLL and KL then count once per
+        # optimizer step. (Passing num_items_in_batch would leave the loss undivided, which
+        # is right only for models that normalize by it - not BERT-style classifiers.)
+        self.model_accepts_loss_kwargs = False
         self.kl_schedule = kl_schedule
         self._last_kl = 0.0
 

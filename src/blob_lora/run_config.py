@@ -6,6 +6,7 @@ Unknown keys are errors (a typo must never silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,11 @@ class RunConfig:
     method: str = "blob"
     output_dir: str = "runs/run"
     seed: int = 0
-    max_steps: int = 300
+    max_steps: int = field(default=300, metadata={"help": "0 with init_from: post-hoc only"})
+    init_from: str | None = field(
+        default=None,
+        metadata={"help": "start from a trained adapter: a run dir, adapter dir or PEFT dir"},
+    )
     batch_size: int = field(default=32, metadata={"help": "per-process micro-batch"})
     grad_accum: int = 1
     eval_batch_size: int = 64
@@ -62,6 +67,10 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
         adapter = data.pop("adapter", None)
+        if isinstance(data.get("dataset"), dict):
+            data["dataset"] = _spec_text(data["dataset"])
+        if data.get("eval_datasets"):
+            data["eval_datasets"] = [_spec_text(d) for d in data["eval_datasets"]]
         run = cls(**data)
         if isinstance(adapter, AdapterConfig):
             run.adapter = adapter
@@ -75,6 +84,12 @@ class RunConfig:
                 )
             run.adapter = AdapterConfig.from_dict(base | adapter)
         return run
+
+
+def _spec_text(spec: Any) -> Any:
+    """A dataset given as a YAML/JSON mapping is kept as its JSON text (the form
+    `load_examples` and run_config.json share), so a resumed run compares equal."""
+    return json.dumps(spec, sort_keys=True) if isinstance(spec, dict) else spec
 
 
 def parse_value(text: str) -> Any:

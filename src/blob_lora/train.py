@@ -24,9 +24,16 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .adapter_io import CONFIG_FILE, WEIGHTS_FILE, load_adapter_weights, save_adapter
+from .adapter_io import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_adapter_weights,
+    load_init_weights,
+    save_adapter,
+)
 from .adapter_model import BlobModel
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import AdapterConfig
 from .errors import BlobLoraError, CheckpointError, ConfigError
 from .kl_schedule import KLSchedule
 from .methods import get_method
@@ -80,16 +87,22 @@ class Setup:
     eval_examples: dict[str, list] = field(default_factory=dict)
 
 
-def build_setup(cfg: RunConfig, with_train: bool = True) -> Setup:
+def build_setup(
+    cfg: RunConfig, with_train: bool = True, adapter_config: AdapterConfig | None = None
+) -> Setup:
+    """`adapter_config`: rebuild a saved adapter as it was (e.g. TFB's Bayesianized one)
+    instead of the method's fresh one."""
     from .data import load_examples
     from .models import load_model
     from .tasks import build_task
 
     method = get_method(cfg.method)
     kind = resolve_task_kind(cfg)
+    # a classifier's label count comes from the training data, also when only evaluating
+    # (an evaluation slice may miss the highest label)
     train_examples = (
         load_examples(cfg.dataset, cfg.train_split, limit=cfg.train_limit, seed=cfg.seed)
-        if with_train
+        if with_train or kind == "classification"
         else []
     )
     eval_examples = {
@@ -99,6 +112,8 @@ def build_setup(cfg: RunConfig, with_train: bool = True) -> Setup:
     if kind == "classification":
         labels = [ex.label for ex in train_examples + eval_examples[cfg.dataset]]
         num_labels = max(labels) + 1
+        if not with_train:
+            train_examples = []
     model_kind = "seq-cls" if kind == "classification" else "causal-lm"
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_model(cfg.model, kind=model_kind, num_labels=num_labels)
@@ -107,7 +122,7 @@ def build_setup(cfg: RunConfig, with_train: bool = True) -> Setup:
     if kind == "classification":
         adapter = head_adapter_config(model, adapter, cfg.head)
     torch.manual_seed(cfg.seed)
-    blob = method.build(model, adapter)
+    blob = BlobModel(model, adapter_config) if adapter_config else method.build(model, adapter)
     return Setup(cfg, blob, tokenizer, task, method, train_examples, eval_examples)
 
 
@@ -154,6 +169,7 @@ class Runner:
         self.out = Path(cfg.output_dir)
         self.acc = accelerator or Accelerator(gradient_accumulation_steps=cfg.grad_accum)
         self.setup: Setup | None = None
+        self.trained_steps = cfg.max_steps
 
     # -- set-up -----------------------------------------------------------------------------
     def prepare(self, resume: bool) -> None:
@@ -189,6 +205,15 @@ class Runner:
         if not setup.train_examples:
             raise ConfigError(f"dataset {cfg.dataset!r} split {cfg.train_split!r} is empty")
         members = getattr(setup.method, "members", 1)
+        self.trained_steps = cfg.max_steps
+        if cfg.init_from:
+            if members > 1:
+                raise ConfigError(
+                    f"init_from does not apply to {cfg.method!r}: its members "
+                    "are trained independently from scratch"
+                )
+            meta = load_init_weights(setup.model, cfg.init_from)
+            self.trained_steps = int(meta.get("steps", 0)) + cfg.max_steps
         states = []
         for member in range(members):
             run_dir = self.out if members == 1 else self.out / f"member-{member}"
@@ -198,6 +223,8 @@ class Runner:
                 setup.model.reset_adapters()
             if members > 1 and (run_dir / "adapter").is_dir():
                 load_adapter_weights(setup.model, run_dir / "adapter")  # finished member
+            elif cfg.max_steps == 0 and cfg.init_from:
+                pass  # post-hoc only: the adapter comes trained
             else:
                 self._fit(run_dir, resume, seed)
             states.append({k: v.clone() for k, v in setup.model.adapter_state_dict().items()})
@@ -208,10 +235,42 @@ class Runner:
             save_adapter(
                 setup.model,
                 self.out / "adapter",
-                extra={"run": cfg.to_dict(), "steps": cfg.max_steps},
+                extra={"run": cfg.to_dict(), "steps": self.trained_steps},
             )
         self.acc.wait_for_everyone()
-        return {"steps": cfg.max_steps, "results": self.evaluate()}
+        return {"steps": self.trained_steps, "results": self.evaluate()}
+
+    def load_finished(self) -> None:
+        """Rebuild a finished run's predicting model from its directory (`blob eval`):
+        its adapter (or every ensemble member's), and a post-hoc fit that is not saved
+        with the adapter (Laplace) redone on the training data."""
+        from .adapter_io import read_adapter_config
+
+        cfg = self.cfg
+        method = get_method(cfg.method)
+        members = method.members
+        dirs = (
+            [self.out / "adapter"]
+            if members == 1
+            else [self.out / f"member-{k}" / "adapter" for k in range(members)]
+        )
+        for d in dirs:
+            if not (d / CONFIG_FILE).is_file():
+                raise ConfigError(f"{self.out} is not a finished {cfg.method} run: {d} is missing")
+        meta = read_adapter_config(dirs[0])
+        saved = AdapterConfig.from_dict(meta["config"])
+        refit = not method.posterior_saved
+        self.setup = build_setup(cfg, with_train=refit, adapter_config=saved)
+        model = self.setup.model
+        states = []
+        for d in dirs:
+            load_adapter_weights(model, d)
+            states.append({k: v.clone() for k, v in model.adapter_state_dict().items()})
+        if members > 1:
+            model.member_states = states
+        self.trained_steps = int(meta.get("steps", cfg.max_steps))
+        if refit:
+            self.setup.model = method.post_train(model, self.post_train_context())
 
     def post_train_context(self) -> PostTrainContext:
         cfg, setup = self.cfg, self.setup
@@ -275,7 +334,7 @@ class Runner:
             total=cfg.max_steps,
             initial=step,
             disable=not acc.is_main_process,
-            desc=f"{cfg.method} {cfg.dataset}",
+            desc=f"{cfg.method} {dataset_label(cfg.dataset)}",
             dynamic_ncols=True,
         )
         recent: list[float] = []
@@ -335,6 +394,14 @@ class Runner:
                         fh.write(json.dumps({"step": step, **rows[0]}) + "\n")
                 blob.train()
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
+                bad = [n for n, p in blob.named_trainable_parameters() if not p.isfinite().all()]
+                if bad:  # never write a checkpoint that a resume could not recover from
+                    bar.close()
+                    raise TrainingDivergedError(
+                        f"adapter weights became NaN/inf by step {step} ({bad[0]}); the last "
+                        f"good checkpoint is {latest_checkpoint(ckpt_dir) or 'none'}; lower lr "
+                        f"(now {cfg.lr}) or set max_grad_norm"
+                    )
                 self._save_checkpoint(ckpt_dir, step, optimizer)
         bar.close()
         if acc.is_main_process:
@@ -436,7 +503,7 @@ class Runner:
                     "method": cfg.method,
                     "n_samples": n,
                     "seed": cfg.seed,
-                    "steps": cfg.max_steps,
+                    "steps": getattr(self, "trained_steps", cfg.max_steps),
                     "n_examples": len(labels),
                     **{k: float(v) for k, v in metrics.items()},
                 }

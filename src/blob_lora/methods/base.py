@@ -45,6 +45,7 @@ class Method:
     adapter_dropout: float | None = None  # None: the run's setting
     default_eval_samples: tuple[int, ...] = (0,)
     members: int = 1  # >1: the runner trains that many independent adapters
+    posterior_saved: bool = True  # False: `blob eval` redoes post_train on the train data
     cost: str = "one LoRA training run; one pass per prediction"
 
     def adapter_config(self, base: AdapterConfig) -> AdapterConfig:

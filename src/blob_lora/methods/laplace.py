@@ -465,6 +465,7 @@ class LaplaceLoRA(Method):
 
 METHOD = LaplaceLoRA(
     name="la",
+    posterior_saved=False,
     default_eval_samples=(10,),
     cost=(
         "one LoRA run; post-hoc fit: one pass over the training set with 1 forward + C "
