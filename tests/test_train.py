@@ -154,6 +154,9 @@ def test_cli_train_eval_report(tmp_path, capsys):
         (["--dataset", "nosuchset"], "nosuchset"),
         (["--model", "nosuch/model-xyz"], "nosuch/model-xyz"),
         (["--method", "magic"], "magic"),
+        (["--set", "train_split=nosuch"], "no split 'nosuch'"),
+        (["--dataset", '{"name": "rte", "resplit": {"sorce": "train"}}'], "sorce"),
+        (["--set", "init_from=/nonexistent/run", "--set", "max_steps=0"], "/nonexistent/run"),
     ],
 )
 def test_cli_bad_input_one_line_error_no_output(tmp_path, capsys, args, match):
@@ -163,3 +166,39 @@ def test_cli_bad_input_one_line_error_no_output(tmp_path, capsys, args, match):
     assert code == 2
     assert err[-1].startswith("error: ") and match in err[-1]
     assert not out.exists()
+
+
+def test_cli_help_on_every_command(capsys):
+    for command in ([], ["train"], ["eval"], ["report"], ["demo"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: blob" in capsys.readouterr().out
+
+
+def test_gradient_accumulation_sees_the_same_examples_per_optimizer_step(tmp_path):
+    """2 micro-batches of 2 cover exactly the 4 examples one batch of 4 would."""
+    accum = Runner(_cfg(tmp_path, "b", batch_size=2, grad_accum=2))
+    n = 24
+    for step in range(5):
+        ids_whole = example_stream(n, 0, step * 4, 4)
+        ids_accum = example_stream(n, 0, (step * 2) * 2, 2) + example_stream(
+            n, 0, (step * 2 + 1) * 2, 2
+        )
+        assert ids_whole == ids_accum
+    out = accum.train()
+    log = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 7))
+    assert out["steps"] == 6
+
+
+def test_eval_every_and_csv_log(tmp_path):
+    Runner(_cfg(tmp_path, eval_every=2, eval_samples=[0], method="mle")).train()
+    run = tmp_path / "run"
+    evals = [json.loads(x) for x in (run / "eval_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [2, 4]  # not at the last step: the final eval does
+    assert all(0 <= e["acc"] <= 100 and e["n_examples"] == 10 for e in evals)
+    csv_lines = (run / "metrics.csv").read_text().splitlines()
+    jsonl = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert csv_lines[0].split(",") == list(jsonl[0])
+    assert len(csv_lines) == 1 + len(jsonl) == 7

@@ -193,6 +193,14 @@ class Runner:
                     f"config saved in {saved}"
                 )
         self.setup = build_setup(cfg)
+        if cfg.init_from:  # before anything is written: a bad path leaves no output
+            if self.setup.method.members > 1:
+                raise ConfigError(
+                    f"init_from does not apply to {cfg.method!r}: its members "
+                    "are trained independently from scratch"
+                )
+            meta = load_init_weights(self.setup.model, cfg.init_from)
+            self.trained_steps = int(meta.get("steps", 0)) + cfg.max_steps
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             _write_json(saved, cfg.to_dict())
@@ -205,15 +213,6 @@ class Runner:
         if not setup.train_examples:
             raise ConfigError(f"dataset {cfg.dataset!r} split {cfg.train_split!r} is empty")
         members = getattr(setup.method, "members", 1)
-        self.trained_steps = cfg.max_steps
-        if cfg.init_from:
-            if members > 1:
-                raise ConfigError(
-                    f"init_from does not apply to {cfg.method!r}: its members "
-                    "are trained independently from scratch"
-                )
-            meta = load_init_weights(setup.model, cfg.init_from)
-            self.trained_steps = int(meta.get("steps", 0)) + cfg.max_steps
         states = []
         for member in range(members):
             run_dir = self.out if members == 1 else self.out / f"member-{member}"
@@ -338,6 +337,7 @@ class Runner:
             dynamic_ncols=True,
         )
         recent: list[float] = []
+        board = _tensorboard(run_dir) if acc.is_main_process else None
         start = time.time()
         while step < cfg.max_steps:
             nll_sum, correct, seen = 0.0, 0, 0
@@ -387,6 +387,10 @@ class Runner:
             if acc.is_main_process:
                 with open(log_path, "a") as fh:
                     fh.write(json.dumps(row) + "\n")
+                if board is not None:
+                    for key, value in row.items():
+                        if key != "step":
+                            board.add_scalar(f"train/{key}", value, step)
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
                 rows = self.evaluate(samples=[0], tag=f"step{step}", write=False)
                 if acc.is_main_process and rows:
@@ -404,6 +408,8 @@ class Runner:
                     )
                 self._save_checkpoint(ckpt_dir, step, optimizer)
         bar.close()
+        if board is not None:
+            board.close()
         if acc.is_main_process:
             _jsonl_to_csv(log_path, run_dir / "metrics.csv")
             if run_dir != self.out:
@@ -607,6 +613,15 @@ def _mutual_information(samples: torch.Tensor) -> torch.Tensor:
         return -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
 
     return (entropy(samples.mean(0)) - entropy(samples).mean(0)).clamp_min(0.0)
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard writer under run_dir/tensorboard when tensorboard is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 def _truncate_log(path: Path, step: int) -> None:

@@ -88,6 +88,24 @@ def test_winogrande_and_boolq_prompts() -> None:
     assert (bq.choices, bq.label) == (["no", "yes"], 0)
 
 
+@needs_data
+@pytest.mark.parametrize(
+    ("name", "gold_word"),  # RTE: label 0 = entailment; MRPC: label 1 = equivalent
+    [("rte-qa", {0: "yes", 1: "no"}), ("mrpc-qa", {0: "no", 1: "yes"})],
+)
+def test_glue_pairs_posed_as_yes_no_questions(name: str, gold_word: dict[int, str]) -> None:
+    raw = {"rte-qa": "rte", "mrpc-qa": "mrpc"}[name]
+    pairs = load_examples(raw, "validation")
+    questions = load_examples(name, "validation")
+    assert len(pairs) == len(questions)
+    for pair, question in zip(pairs, questions, strict=True):
+        assert question.choices[question.label] == gold_word[pair.label]
+        assert question.answer_format == "word" and sorted(question.choices) == ["no", "yes"]
+    text = format_prompt(questions[0]).text
+    assert pairs[0].text in text and pairs[0].text_pair in text
+    assert text.endswith("?\nAnswer:")
+
+
 def test_truncation_keeps_question_end_and_cuts_passage_from_the_left() -> None:
     tok = tiny_bpe(bos=True)
     passage = " ".join(f"word{i}" for i in range(200))

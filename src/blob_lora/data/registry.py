@@ -100,6 +100,19 @@ def _glue(name: str, config: str, text: str, pair: str | None, olmo: bool) -> Da
     )
 
 
+def _glue_question(name: str, config: str, fields: ChoiceFields, olmo: bool) -> DatasetSpec:
+    """A GLUE pair task posed to a causal LM as a yes/no question (answer tokens)."""
+    return DatasetSpec(
+        name,
+        fields,
+        hub_id="nyu-mll/glue",
+        config=config,
+        local=("glue", "nyu-mll/glue"),
+        olmo=f"glue/{config}" if olmo else None,
+        note=f"{config} as a yes/no question answered with the words ' yes'/' no'",
+    )
+
+
 def _mmlu(name: str, subject: str) -> DatasetSpec:
     return DatasetSpec(
         name,
@@ -141,6 +154,31 @@ REGISTRY: dict[str, DatasetSpec] = {
         ),
         _glue("rte", "rte", "sentence1", "sentence2", olmo=True),
         _glue("mrpc", "mrpc", "sentence1", "sentence2", olmo=True),
+        _glue_question(
+            "rte-qa",
+            "rte",
+            # label 0 = entailment = "yes"
+            ChoiceFields(
+                question='Does the passage imply that "{sentence2}"?',
+                context="sentence1",
+                label="label",
+                choice_words=("yes", "no"),
+                id="idx",
+            ),
+            olmo=True,
+        ),
+        _glue_question(
+            "mrpc-qa",
+            "mrpc",
+            # label 1 = equivalent = "yes"
+            ChoiceFields(
+                question='Does "{sentence1}" mean the same as "{sentence2}"?',
+                label="label",
+                choice_words=("no", "yes"),
+                id="idx",
+            ),
+            olmo=True,
+        ),
         _glue("cola", "cola", "sentence", None, olmo=False),
         _glue("sst2", "sst2", "sentence", None, olmo=True),
         DatasetSpec(

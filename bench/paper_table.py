@@ -1,0 +1,395 @@
+"""The paper's table at small scale: every method x 3 seeds, ID and OOD, one command.
+
+    .venv/bin/python bench/paper_table.py run      # train/evaluate what is not done yet
+    .venv/bin/python bench/paper_table.py status   # what is done, what is left
+    .venv/bin/python bench/paper_table.py report   # -> results/paper_table.{json,md}
+
+`run` goes seed by seed (all of seed 0 first, so a partial table is already a table),
+skips finished runs and resumes interrupted ones from their last checkpoint, so it can
+be stopped at any time and continued in a later session. Every run is one `blob train`
+process; its settings come from the tier's YAML file (configs/table-*.yaml), the same for
+every method of a task. `la` and `tfb` are post-hoc: they start from the MLE run of the
+same task and seed (`init_from`, no further training), which is what the methods are.
+
+OOD, two ways. The paper's protocol: the OBQA-trained runs are evaluated unchanged on
+ARC-C, ARC-E and MMLU college chemistry / physics (`eval_datasets` of the obqa entry).
+OOD detection: for each trained task with an `ood` set, the AUROC with which a method's
+predictive uncertainty (max probability, entropy, and the mutual information for methods
+that sample) separates the task's validation inputs (in) from the other set's (out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+RUNS = ROOT / "runs" / "paper-table"
+TIERS = {
+    "minilm": ROOT / "configs" / "table-minilm.yaml",
+    "gemma": ROOT / "configs" / "table-gemma.yaml",
+}
+METHODS = ("mle", "map", "mcd", "ens", "bbb", "la", "blob", "tfb")
+POST_HOC = ("la", "tfb")  # fitted on the MLE run's adapter
+EVAL_SAMPLES = {
+    "mle": [0], "map": [0], "ens": [0], "mcd": [10], "bbb": [0, 10],
+    "la": [10], "blob": [0, 10], "tfb": [10],
+}  # fmt: skip
+SEEDS = (0, 1, 2)
+SCORES = ("max_prob", "entropy", "mutual_information")
+
+
+@dataclass(frozen=True)
+class Run:
+    tier: str
+    task: str  # the key in the tier's `tasks`
+    method: str
+    seed: int
+
+    @property
+    def out(self) -> Path:
+        return RUNS / self.tier / self.task / f"{self.method}-s{self.seed}"
+
+    @property
+    def done(self) -> bool:
+        return (self.out / "results-final.json").is_file()
+
+
+def load_tier(tier: str) -> dict:
+    return yaml.safe_load(TIERS[tier].read_text())
+
+
+def plan(tiers: list[str], seeds: list[int], methods: list[str], tasks: list[str] | None):
+    runs = []
+    for seed in seeds:
+        for tier in tiers:
+            for task in load_tier(tier)["tasks"]:
+                if tasks and task not in tasks:
+                    continue
+                for method in methods:
+                    runs.append(Run(tier, task, method, seed))
+    # post-hoc methods need their MLE run: keep mle before them (it is first in METHODS)
+    return runs
+
+
+def command(run: Run) -> list[str]:
+    spec = load_tier(run.tier)
+    task = spec["tasks"][run.task]
+    settings = dict(spec["settings"]) | dict(task.get("settings") or {})
+    extra = list(task.get("eval_datasets") or [])
+    if task.get("ood") and task["ood"] not in extra:
+        extra.append(task["ood"])
+    settings |= {
+        "dataset": task["dataset"],
+        "eval_datasets": extra,
+        "method": run.method,
+        "seed": run.seed,
+        "output_dir": str(run.out),
+        "eval_samples": EVAL_SAMPLES[run.method],
+    }
+    if run.method in POST_HOC:
+        settings |= {"init_from": str(Run(run.tier, run.task, "mle", run.seed).out), "max_steps": 0}
+    overrides = []
+    for key, value in _flatten(settings):
+        overrides += ["--set", f"{key}={json.dumps(value)}"]
+    cmd = [str(ROOT / ".venv" / "bin" / "blob"), "train", *overrides]
+    if (run.out / "run_config.json").is_file():
+        cmd.append("--resume")
+    return cmd
+
+
+def _flatten(settings: dict, prefix: str = ""):
+    for key, value in settings.items():
+        if isinstance(value, dict) and key == "adapter":
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    runs = plan(args.tiers, args.seeds, args.methods, args.tasks)
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    todo = [r for r in runs if not r.done]
+    print(f"{len(runs) - len(todo)} of {len(runs)} runs done; {len(todo)} to go", flush=True)
+    failed = []
+    for i, run in enumerate(todo, 1):
+        if run.method in POST_HOC and not Run(run.tier, run.task, "mle", run.seed).done:
+            print(f"[{i}/{len(todo)}] skip {run.out}: its MLE run is not finished", flush=True)
+            continue
+        start = time.time()
+        print(f"[{i}/{len(todo)}] {run.out.relative_to(ROOT)}", flush=True)
+        code = subprocess.run(command(run), cwd=ROOT, env=env).returncode
+        took = time.time() - start
+        if code != 0:
+            failed.append(run)
+            print(f"    failed (exit {code}) after {took:.0f} s", flush=True)
+            continue
+        (run.out / "wall_time_s.txt").write_text(f"{took:.1f}\n")
+        print(f"    done in {took:.0f} s", flush=True)
+    if failed:
+        print("failed: " + ", ".join(str(r.out) for r in failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    runs = plan(args.tiers, args.seeds, args.methods, args.tasks)
+    total = 0.0
+    for run in runs:
+        wall = run.out / "wall_time_s.txt"
+        took = float(wall.read_text()) if wall.is_file() else None
+        total += took or 0.0
+        state = "done" if run.done else ("started" if run.out.exists() else "todo")
+        print(f"{state:8} {took or 0:7.0f} s  {run.out.relative_to(ROOT)}")
+    done = sum(r.done for r in runs)
+    print(f"{done}/{len(runs)} done, {total / 3600:.2f} h of wall time spent on them")
+    return 0
+
+
+# -- report ---------------------------------------------------------------------------------
+def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
+    """Result rows of every finished run (with `tier`, `trained_on`) and OOD-detection rows."""
+    from safetensors.torch import load_file
+
+    from blob_lora.metrics import auroc
+
+    rows, detection = [], []
+    for tier in tiers:
+        spec = load_tier(tier)
+        for task_key, task in spec["tasks"].items():
+            for method in METHODS:
+                for seed in SEEDS:
+                    run = Run(tier, task_key, method, seed)
+                    if not run.done:
+                        continue
+                    wall = run.out / "wall_time_s.txt"
+                    for row in json.loads((run.out / "results-final.json").read_text()):
+                        rows.append(
+                            {
+                                "tier": tier,
+                                "trained_on": task_key,
+                                **row,
+                                "model": spec["model_label"],
+                                "wall_s": float(wall.read_text()) if wall.is_file() else None,
+                            }
+                        )
+                    if task.get("ood"):
+                        detection += _detection_rows(run, task, spec, load_file, auroc)
+    return rows, detection
+
+
+def _detection_rows(run: Run, task: dict, spec: dict, load_file, auroc) -> list[dict]:
+    out = []
+    inside, outside = _ds_label(task["dataset"]), _ds_label(task["ood"])
+    for n in EVAL_SAMPLES[run.method]:
+        p_in = run.out / "predictions" / f"final-{inside}-N{n}.safetensors"
+        p_out = run.out / "predictions" / f"final-{outside}-N{n}.safetensors"
+        if not (p_in.is_file() and p_out.is_file()):
+            continue
+        a, b = load_file(str(p_in)), load_file(str(p_out))
+        row = {
+            "tier": run.tier,
+            "model": spec["model_label"],
+            "trained_on": run.task,
+            "ood": outside,
+            "method": run.method,
+            "n_samples": n,
+            "seed": run.seed,
+        }
+        for score in SCORES:
+            if score == "mutual_information" and n == 0:
+                continue
+            row[f"auroc_{score}"] = auroc(_score(a, score), _score(b, score))
+        out.append(row)
+    return out
+
+
+def _score(pred: dict, score: str):
+    """Higher = more uncertain = more likely out of distribution."""
+    probs = pred["probs"].double()
+    if score == "max_prob":
+        return (-probs.max(-1).values).numpy()
+    if score == "entropy":
+        return (-(probs * probs.clamp_min(1e-12).log()).sum(-1)).numpy()
+    return pred["mutual_information"].double().numpy()
+
+
+def _label(method: str, n: int) -> str:
+    return f"{method} (N={n})" if method in ("blob", "bbb") or n else method
+
+
+def _cell(values: list[float], digits: int) -> str:
+    if not values:
+        return "–"
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" + (
+        "" if len(values) == 3 else f" ({len(values)})"
+    )
+
+
+def _grid(rows: list[dict], columns: list[str], column_key: str, metrics: list[str]) -> list[str]:
+    order = [_label(m, n) for m in METHODS for n in EVAL_SAMPLES[m]]
+    lines = [
+        "| metric | method | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for metric in metrics:
+        digits = 3 if metric in ("nll", "brier") or metric.startswith("auroc") else 2
+        for label in order:
+            cells = []
+            for col in columns:
+                vals = [
+                    r[metric]
+                    for r in rows
+                    if r[column_key] == col
+                    and _label(r["method"], r["n_samples"]) == label
+                    and metric in r
+                ]
+                cells.append(_cell(vals, digits))
+            if any(c != "–" for c in cells):
+                lines.append(
+                    f"| {METRIC_LABELS.get(metric, metric)} | {label} | " + " | ".join(cells) + " |"
+                )
+    return lines
+
+
+METRIC_LABELS = {
+    "acc": "ACC (%) ↑", "ece": "ECE (%) ↓", "nll": "NLL ↓", "brier": "Brier ↓",
+    "auroc_max_prob": "AUROC max-prob ↑", "auroc_entropy": "AUROC entropy ↑",
+    "auroc_mutual_information": "AUROC MI ↑",
+}  # fmt: skip
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    rows, detection = collect(args.tiers)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    meta = {"commit": commit, "machine": machine(), "date": str(date.today())}
+    keep = (
+        "model",
+        "dataset",
+        "method",
+        "n_samples",
+        "seed",
+        "steps",
+        "acc",
+        "ece",
+        "nll",
+        "brier",
+    )
+    table_rows = [
+        {k: r[k] for k in keep} | {"tier": r["tier"], "trained_on": r["trained_on"], **meta}
+        for r in rows
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "paper_table.json").write_text(json.dumps(table_rows, indent=1) + "\n")
+    (RESULTS / "paper_table_ood_detection.json").write_text(
+        json.dumps([d | meta for d in detection], indent=1) + "\n"
+    )
+    md = [
+        "# The paper's table at small scale",
+        "",
+        f"Command: `.venv/bin/python bench/paper_table.py run` then `report`. Commit {commit}; "
+        f"{meta['machine']}; {meta['date']}. Cells: mean ± std over seeds (a count in "
+        "parentheses where fewer than 3 seeds are finished).",
+    ]
+    for tier in args.tiers:
+        spec = load_tier(tier)
+        mine = [r for r in rows if r["tier"] == tier]
+        if not mine:
+            continue
+        per_run = {(r["trained_on"], r["method"], r["seed"]): r["wall_s"] or 0 for r in mine}
+        wall = sum(per_run.values()) / 3600
+        s = spec["settings"]
+        md += [
+            "",
+            f"## {spec['model_label']}",
+            "",
+            f"{spec.get('note', '').strip()}",
+            "",
+            f"Settings (every method): {s.get('max_steps')} steps, batch {s.get('batch_size')}, "
+            f"max length {s.get('max_length')}, lr {s.get('lr')}, adapter {s.get('adapter')}.",
+            "",
+            "### In distribution",
+            "",
+        ]
+        ind = [
+            r for r in mine if r["dataset"] == _ds_label(spec["tasks"][r["trained_on"]]["dataset"])
+        ]
+        columns = [c for c in spec["tasks"] if any(r["trained_on"] == c for r in ind)]
+        md += _grid(ind, columns, "trained_on", ["acc", "ece", "nll"])
+        for task_key, task in spec["tasks"].items():
+            ood_sets = list(task.get("eval_datasets") or [])
+            if not ood_sets:
+                continue
+            ood_sets = [_ds_label(d) for d in ood_sets]
+            sub = [r for r in mine if r["trained_on"] == task_key and r["dataset"] in ood_sets]
+            if sub:
+                md += [
+                    "",
+                    f"### Out of distribution: trained on {task_key}, evaluated unchanged",
+                    "",
+                ]
+                md += _grid(sub, ood_sets, "dataset", ["acc", "ece", "nll"])
+        det = [d for d in detection if d["tier"] == tier]
+        if det:
+            md += ["", "### OOD detection (AUROC, in = the task's validation inputs)", ""]
+            for task_key in spec["tasks"]:
+                sub = [d for d in det if d["trained_on"] == task_key]
+                if not sub:
+                    continue
+                md += ["", f"{task_key} vs {sub[0]['ood']}:", ""]
+                md += _grid(
+                    [d | {"col": "AUROC"} for d in sub],
+                    ["AUROC"],
+                    "col",
+                    [f"auroc_{s}" for s in SCORES],
+                )
+        md += ["", f"Wall time of the finished runs of this tier: {wall:.2f} h."]
+    (RESULTS / "paper_table.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+def _ds_label(ds: str | dict) -> str:
+    """The label a run gives a dataset in its result rows and file names."""
+    from blob_lora.train import dataset_label
+
+    return dataset_label(json.dumps(ds) if isinstance(ds, dict) else ds)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["run", "status", "report"])
+    parser.add_argument("--tiers", nargs="+", default=list(TIERS), choices=list(TIERS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--tasks", nargs="+", help="only these task keys of the tiers")
+    args = parser.parse_args(argv)
+    return {"run": cmd_run, "status": cmd_status, "report": cmd_report}[args.action](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
