@@ -1,0 +1,125 @@
+"""The paper-table driver: what it runs for each method, and the tables it writes."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from blob_lora.metrics import auroc
+from blob_lora.run_config import load_run_config
+
+SPEC = importlib.util.spec_from_file_location(
+    "paper_table", Path(__file__).resolve().parents[2] / "bench" / "paper_table.py"
+)
+paper_table = importlib.util.module_from_spec(SPEC)
+sys.modules["paper_table"] = paper_table  # dataclasses look their module up there
+SPEC.loader.exec_module(paper_table)
+
+
+@pytest.fixture
+def tier(tmp_path, monkeypatch):
+    cfg = tmp_path / "tier.yaml"
+    cfg.write_text(
+        """
+model_label: Tiny
+settings: {model: minilm, max_steps: 7, batch_size: 4, adapter: {r: 4, alpha: 4}}
+tasks:
+  rte: {dataset: rte, ood: mrpc}
+  boolq: {dataset: {name: boolq, resplit: {eval_fraction: 0.3}}, eval_datasets: [rte]}
+"""
+    )
+    monkeypatch.setattr(paper_table, "TIERS", {"tiny": cfg})
+    monkeypatch.setattr(paper_table, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(paper_table, "RESULTS", tmp_path / "results")
+    return tmp_path
+
+
+def _overrides(cmd):
+    return [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
+
+
+def test_commands_are_valid_run_configs_and_post_hoc_methods_start_from_mle(tier):
+    for method in paper_table.METHODS:
+        run = paper_table.Run("tiny", "boolq", method, 1)
+        cmd = paper_table.command(run)
+        cfg = load_run_config(None, _overrides(cmd))  # every override is a known key
+        assert cfg.method == method and cfg.seed == 1 and cfg.adapter.r == 4
+        assert json.loads(cfg.dataset)["resplit"] == {"eval_fraction": 0.3}
+        assert cfg.eval_samples == paper_table.EVAL_SAMPLES[method]
+        if method in ("la", "tfb"):
+            assert cfg.max_steps == 0
+            assert cfg.init_from == str(paper_table.Run("tiny", "boolq", "mle", 1).out)
+        else:
+            assert cfg.max_steps == 7 and cfg.init_from is None
+        assert "--resume" not in cmd
+    run = paper_table.Run("tiny", "rte", "blob", 0)
+    assert load_run_config(None, _overrides(paper_table.command(run))).eval_datasets == ["mrpc"]
+    run.out.mkdir(parents=True)
+    (run.out / "run_config.json").write_text("{}")
+    assert paper_table.command(run)[-1] == "--resume"
+
+
+def _fake_run(run, rows, preds):
+    run.out.mkdir(parents=True, exist_ok=True)
+    (run.out / "results-final.json").write_text(json.dumps(rows))
+    (run.out / "wall_time_s.txt").write_text("360\n")
+    pred_dir = run.out / "predictions"
+    pred_dir.mkdir(exist_ok=True)
+    for name, tensors in preds.items():
+        save_file(tensors, str(pred_dir / name))
+
+
+def test_report_tables_means_and_ood_detection(tier, capsys):
+    gen = torch.Generator().manual_seed(0)
+    for seed, acc in [(0, 60.0), (1, 70.0)]:
+        for method, ns in [("mle", [0]), ("blob", [0, 10])]:
+            run = paper_table.Run("tiny", "rte", method, seed)
+            rows, preds = [], {}
+            for n in ns:
+                for ds in ("rte", "mrpc"):
+                    rows.append(
+                        {
+                            "model": "minilm",
+                            "dataset": ds,
+                            "method": method,
+                            "n_samples": n,
+                            "seed": seed,
+                            "steps": 7,
+                            "acc": acc + n,
+                            "ece": 5.0,
+                            "nll": 0.6,
+                            "brier": 0.4,
+                        }  # fmt: skip
+                    )
+                    sharp = 8.0 if ds == "rte" else 1.0  # OOD inputs: flatter predictions
+                    probs = torch.softmax(sharp * torch.randn(20, 2, generator=gen), -1)
+                    mi = torch.rand(20, generator=gen) * (0.1 if ds == "rte" else 1.0)
+                    preds[f"final-{ds}-N{n}.safetensors"] = {
+                        "probs": probs, "labels": torch.zeros(20, dtype=torch.long),
+                        "mutual_information": mi,
+                    }  # fmt: skip
+            _fake_run(run, rows, preds)
+    assert paper_table.main(["report", "--tiers", "tiny"]) == 0
+    md = (tier / "results" / "paper_table.md").read_text()
+    assert "| ACC (%) ↑ | mle | 65.00 ± 7.07 (2) |" in md
+    assert "| ACC (%) ↑ | blob (N=10) | 75.00 ± 7.07 (2) |" in md
+    assert "Wall time of the finished runs of this tier: 0.40 h." in md  # 4 runs x 360 s
+    table = json.loads((tier / "results" / "paper_table.json").read_text())
+    assert len(table) == 2 * (2 + 4)
+    assert {r["trained_on"] for r in table} == {"rte"}
+    detection = json.loads((tier / "results" / "paper_table_ood_detection.json").read_text())
+    blob10 = [d for d in detection if d["method"] == "blob" and d["n_samples"] == 10]
+    assert len(blob10) == 2 and all(d["auroc_entropy"] > 0.8 for d in blob10)
+    # the AUROC is the one of the saved predictions, recomputed here independently
+    from safetensors.torch import load_file
+
+    out = paper_table.Run("tiny", "rte", "blob", 0).out / "predictions"
+    a, b = (load_file(str(out / f"final-{d}-N10.safetensors")) for d in ("rte", "mrpc"))
+    expect = auroc(a["mutual_information"].numpy(), b["mutual_information"].numpy())
+    row = next(d for d in blob10 if d["seed"] == 0)
+    assert row["auroc_mutual_information"] == pytest.approx(expect)
+    assert "auroc_mutual_information" not in next(d for d in detection if d["n_samples"] == 0)
