@@ -113,7 +113,7 @@ def command(run: Run) -> list[str]:
 
 def _flatten(settings: dict, prefix: str = ""):
     for key, value in settings.items():
-        if isinstance(value, dict) and key == "adapter":
+        if isinstance(value, dict) and key in ("adapter", "method_options"):
             yield from _flatten(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value

@@ -34,3 +34,17 @@ def test_missing_or_bad_yaml(tmp_path):
     bad.write_text("- a list\n- not a mapping\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_run_config(str(bad))
+
+
+def test_method_options_replace_the_methods_settings_and_unknown_ones_fail():
+    from blob_lora.methods import get_method
+
+    la = get_method("la", {"fit_on": "anchor", "link": "mc"})
+    assert (la.fit_on, la.link, la.name) == ("anchor", "mc", "la")
+    assert get_method("la").fit_on == "train"  # the registry's instance is untouched
+    with pytest.raises(ConfigError, match="fit_onn"):
+        get_method("la", {"fit_onn": "anchor"})
+    with pytest.raises(ConfigError, match="laplace fit_on"):
+        get_method("la", {"fit_on": "everything"})  # the method's own validation runs
+    cfg = load_run_config(None, ["method=tfb", "method_options.tolerance=0.05"])
+    assert cfg.method_options == {"tolerance": 0.05}

@@ -26,6 +26,9 @@ class RunConfig:
     eval_split: str = "validation"
     eval_datasets: list[str] = field(default_factory=list, metadata={"help": "extra (OOD) sets"})
     method: str = "blob"
+    method_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "the method's own settings, e.g. fit_on"}
+    )
     output_dir: str = "runs/run"
     seed: int = 0
     max_steps: int = field(default=300, metadata={"help": "0 with init_from: post-hoc only"})

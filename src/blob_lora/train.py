@@ -96,7 +96,7 @@ def build_setup(
     from .models import load_model
     from .tasks import build_task
 
-    method = get_method(cfg.method)
+    method = get_method(cfg.method, cfg.method_options)
     kind = resolve_task_kind(cfg)
     # a classifier's label count comes from the training data, also when only evaluating
     # (an evaluation slice may miss the highest label)
@@ -246,7 +246,7 @@ class Runner:
         from .adapter_io import read_adapter_config
 
         cfg = self.cfg
-        method = get_method(cfg.method)
+        method = get_method(cfg.method, cfg.method_options)
         members = method.members
         dirs = (
             [self.out / "adapter"]

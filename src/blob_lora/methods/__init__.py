@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..errors import ConfigError
 from .base import Method
 from .bbb import METHOD as BBB
@@ -16,10 +18,21 @@ from .tfb import METHOD as TFB
 METHODS: dict[str, Method] = {m.name: m for m in (MLE, MAP, MCD, ENS, BBB, LA, BLOB, TFB)}
 
 
-def get_method(name: str) -> Method:
+def get_method(name: str, options: dict | None = None) -> Method:
+    """The registered method, with `options` replacing its own settings (e.g. Laplace's
+    ``fit_on``, TFB's ``tolerance``); unknown options are errors."""
     if name not in METHODS:
         raise ConfigError(f"method {name!r} is unknown; use one of {sorted(METHODS)}")
-    return METHODS[name]
+    method = METHODS[name]
+    if options:
+        known = {f.name for f in dataclasses.fields(method)} - {"name"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown method_options {unknown} for {name!r}; known: {sorted(known)}"
+            )
+        method = dataclasses.replace(method, **options)
+    return method
 
 
 __all__ = ["METHODS", "Method", "get_method"]
