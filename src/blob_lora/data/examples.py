@@ -62,6 +62,14 @@ class TextExample:
 Example = ChoiceExample | TextExample
 
 
+def text_size(example: Example) -> int:
+    """Characters of text an example carries: a cheap proxy of its token count, so that
+    evaluation can batch examples of similar length and pad less."""
+    if isinstance(example, TextExample):
+        return len(example.text) + len(example.text_pair or "")
+    return len(example.question) + len(example.context or "") + sum(map(len, example.choices))
+
+
 def as_text_example(example: Example) -> TextExample:
     """A classification view of an example: BoolQ-like questions with a passage become the
     pair (question, passage) with the same label; other choice questions have no such view."""
