@@ -169,11 +169,20 @@ def test_cli_bad_input_one_line_error_no_output(tmp_path, capsys, args, match):
 
 
 def test_cli_help_on_every_command(capsys):
-    for command in ([], ["train"], ["eval"], ["report"], ["demo"]):
+    for command in ([], ["train"], ["eval"], ["report"], ["demo"], ["methods"]):
         with pytest.raises(SystemExit) as exit_info:
             main([*command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: blob" in capsys.readouterr().out
+
+
+def test_methods_lists_every_method_with_its_cost(capsys):
+    from blob_lora.methods import METHODS
+
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(METHODS)
+    assert all("pass" in line for line in lines)
 
 
 def test_gradient_accumulation_sees_the_same_examples_per_optimizer_step(tmp_path):

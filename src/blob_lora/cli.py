@@ -61,12 +61,16 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def _add_methods(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("methods", help="list the methods, their cost and default N")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blob", description="Uncertainty-aware LoRA fine-tuning with BLoB."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_eval, _add_report, _add_demo):
+    for add in (_add_train, _add_eval, _add_report, _add_demo, _add_methods):
         add(sub)
     return parser
 
@@ -136,6 +140,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .methods import METHODS
+
+    for method in METHODS.values():
+        samples = ", ".join(map(str, method.default_eval_samples))
+        print(f"{method.name:<5} N={samples:<6} {method.cost}")
+    return 0
+
+
 def _print_rows(rows: list[dict]) -> None:
     if not rows:
         return
@@ -147,7 +160,13 @@ def _print_rows(rows: list[dict]) -> None:
         )
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "report": cmd_report, "demo": cmd_demo}
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "report": cmd_report,
+    "demo": cmd_demo,
+    "methods": cmd_methods,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
