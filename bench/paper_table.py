@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,6 +45,9 @@ TIERS = {
 }
 METHODS = ("mle", "map", "mcd", "ens", "bbb", "la", "blob", "tfb")
 POST_HOC = ("la", "tfb")  # fitted on the MLE run's adapter
+# Ensemble member 0 trains with the run's seed exactly as the MLE run does (same settings,
+# init and data order): it is taken from there instead of being trained again.
+NEEDS_MLE = (*POST_HOC, "ens")
 EVAL_SAMPLES = {
     "mle": [0], "map": [0], "ens": [0], "mcd": [10], "bbb": [0, 10],
     "la": [10], "blob": [0, 10], "tfb": [10],
@@ -144,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 blocked = False
                 for run in list(todo):
                     mle = Run(run.tier, run.task, "mle", run.seed)
-                    if run.method in POST_HOC and not mle.done:
+                    if run.method in NEEDS_MLE and not mle.done:
                         if mle in running or mle in todo:
                             blocked = True
                             continue
@@ -160,6 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def worker() -> None:
         while (run := next_run()) is not None:
+            if run.method == "ens":
+                reuse_mle_as_member_zero(run)
             start = time.time()
             print(f"start {run.out.relative_to(ROOT)}", flush=True)
             log = run.out.parent / f"{run.out.name}.log"
@@ -189,6 +195,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print("failed: " + ", ".join(str(r.out) for r in failed), file=sys.stderr)
     return 1 if failed else 0
+
+
+def reuse_mle_as_member_zero(run: Run) -> None:
+    member = run.out / "member-0" / "adapter"
+    if member.exists():
+        return
+    member.parent.mkdir(parents=True, exist_ok=True)
+    tmp = member.with_name(".adapter.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(Run(run.tier, run.task, "mle", run.seed).out / "adapter", tmp)
+    os.replace(tmp, member)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -4,7 +4,9 @@ and `init_from` starts a run (or a post-hoc fit) from a trained adapter."""
 import json
 
 import pytest
+import torch
 
+from blob_lora.adapter_io import WEIGHTS_FILE as WEIGHTS
 from blob_lora.adapter_io import export_peft
 from blob_lora.cli import main
 from blob_lora.run_config import RunConfig
@@ -50,6 +52,13 @@ def test_eval_reproduces_the_final_results(tmp_path, mle_run, method, samples, c
     final = Runner(cfg).train()["results"]
     if method in ("tfb", "la"):
         assert all(r["steps"] == 3 for r in final)  # the steps the MLE adapter was trained
+    if method == "ens":  # member 0 is the MLE run (same seed, init, data order): reusable
+        from safetensors.torch import load_file
+
+        member = load_file(str(tmp_path / "ens" / "member-0" / "adapter" / WEIGHTS))
+        mle = load_file(str(mle_run / "adapter" / WEIGHTS))
+        assert member.keys() == mle.keys()
+        assert all(torch.equal(member[k], mle[k]) for k in mle)
     deterministic = [r for r in final if r["n_samples"] == 0 or method == "la"]
     assert main(["eval", cfg.output_dir, "--samples", *map(str, samples), "--tag", "again"]) == 0
     again = json.loads((tmp_path / method / "results-again.json").read_text())
