@@ -104,6 +104,9 @@ def command(run: Run) -> list[str]:
         "output_dir": str(run.out),
         "eval_samples": EVAL_SAMPLES[run.method],
     }
+    options = (spec.get("method_options") or {}).get(run.method)
+    if options:
+        settings["method_options"] = dict(options)
     if run.method in POST_HOC:
         settings |= {"init_from": str(Run(run.tier, run.task, "mle", run.seed).out), "max_steps": 0}
     overrides = []

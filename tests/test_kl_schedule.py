@@ -41,3 +41,16 @@ def test_uniform_elbo_none():
     assert KLSchedule("none", n_train=1000, global_batch=10).weight(7) == 0.0
     with pytest.raises(ConfigError):
         KLSchedule("cosine", n_train=10, global_batch=1)
+
+
+def test_a_set_cycle_replaces_the_authors_m_and_puts_the_weight_on_its_last_steps():
+    authors = KLSchedule("blob", n_train=4957, global_batch=8)
+    assert authors.cycle_length > 300  # longer than a 100-step run: its KL would never act
+    short = KLSchedule("blob", n_train=4957, global_batch=8, cycle=50)
+    weights = [short.weight(i) for i in range(100)]
+    assert weights[:50] == weights[50:]  # two whole cycles
+    assert sum(weights[:50]) == pytest.approx(1.0, abs=1e-12)
+    assert weights[49] == pytest.approx(0.5, rel=1e-9) and weights[48] == pytest.approx(0.25)
+    assert sum(authors.weight(i) for i in range(100)) < 1e-60
+    with pytest.raises(ConfigError, match="kl_cycle"):
+        KLSchedule("blob", n_train=10, global_batch=1, cycle=0)

@@ -7,6 +7,10 @@
 - ``elbo``: the standard per-example ELBO, ``KL / N`` (the NLL is a per-example mean).
 - ``none``: no KL (a plain LoRA, or an ablation).
 
+``cycle`` sets M directly. The authors' M suits their 5000 steps (about 14 cycles); in a
+run of a few hundred steps it can exceed the run, and since nearly all of a cycle's KL
+weight sits on its last steps, the KL term then never acts.
+
 The authors divide by the per-process batch and the number of processes, which is the
 number of examples one optimizer step consumes. We use that global batch (per-device
 batch x processes x accumulation) directly: the same global batch gives the same
@@ -29,6 +33,7 @@ class KLSchedule:
     n_train: int
     global_batch: int
     gamma: float = 8.0
+    cycle: int | None = None  # M set directly (e.g. to fit whole cycles in a short run)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -37,10 +42,14 @@ class KLSchedule:
             raise ConfigError("kl schedule needs n_train > 0 and global_batch > 0")
         if self.gamma <= 0:
             raise ConfigError(f"gamma must be > 0, got {self.gamma}")
+        if self.cycle is not None and self.cycle < 1:
+            raise ConfigError(f"kl_cycle must be a positive number of steps, got {self.cycle}")
 
     @property
     def cycle_length(self) -> int:
         """M: optimizer steps per KL cycle."""
+        if self.cycle is not None:
+            return self.cycle
         return max(1, int(100 * self.n_train ** (math.pi / self.gamma) / self.global_batch))
 
     def weight(self, step: int) -> float:

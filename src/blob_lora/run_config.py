@@ -47,6 +47,9 @@ class RunConfig:
     optim_scheme: str = field(default="authors", metadata={"help": "authors | elbo"})
     kl_schedule: str | None = field(default=None, metadata={"help": "blob|uniform|elbo|none"})
     gamma: float = 8.0
+    kl_cycle: int | None = field(
+        default=None, metadata={"help": "steps per KL cycle (default: the authors' M)"}
+    )
     max_length: int = 256
     train_limit: int | None = None
     eval_limit: int | None = None

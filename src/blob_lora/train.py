@@ -297,7 +297,11 @@ class Runner:
         n_train = len(setup.train_examples)
         global_batch = cfg.batch_size * acc.num_processes * cfg.grad_accum
         schedule = KLSchedule(
-            cfg.kl_schedule or setup.method.kl_schedule, n_train, global_batch, cfg.gamma
+            cfg.kl_schedule or setup.method.kl_schedule,
+            n_train,
+            global_batch,
+            cfg.gamma,
+            cycle=cfg.kl_cycle,
         )
         weight_decay = (
             setup.method.weight_decay if setup.method.weight_decay is not None else cfg.weight_decay
