@@ -130,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run what is not done, `--jobs` runs at a time (each with cores/jobs threads: on 2
     cores two 1-thread runs get more done than one 2-thread run)."""
     runs = plan(args.tiers, args.seeds, args.methods, args.tasks)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     env = os.environ | {
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
@@ -463,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--tasks", nargs="+", help="only these task keys of the tiers")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (run)")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default cores/jobs)")
     args = parser.parse_args(argv)
     return {"run": cmd_run, "status": cmd_status, "report": cmd_report}[args.action](args)
 
