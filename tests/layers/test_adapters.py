@@ -292,3 +292,29 @@ def test_bad_inputs_give_clear_errors():
     with pytest.raises(ConfigError, match="sampling mode"):
         with blob.sampling("sometimes"):
             pass
+
+
+def test_t5_self_and_cross_attention_keep_one_sample_through_generate():
+    """T5 names its attention projections q/k/v/o (EncDecAttention for cross attention)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = T5Config(
+        vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1,
+        num_heads=4, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+    )  # fmt: skip
+    base = T5ForConditionalGeneration(cfg).eval()
+    blob = get_blob_model(base, target_modules=["q", "v", "lm_head"])
+    names = list(blob.adapters())
+    assert any("encoder." in n and "SelfAttention" in n for n in names)
+    assert any("decoder." in n and "EncDecAttention" in n for n in names)
+    assert "lm_head" in names
+    randomize_adapters(blob)
+    ids = torch.randint(3, 64, (2, 6))
+    with torch.no_grad():
+        with blob.sampling("mean"):
+            mean = blob.generate(input_ids=ids, max_new_tokens=4, do_sample=False)
+            again = blob.generate(input_ids=ids, max_new_tokens=4, do_sample=False)
+        with blob.sampling("sequence"):
+            sampled = blob.generate(input_ids=ids, max_new_tokens=4, do_sample=False)
+    assert torch.equal(mean, again) and sampled.shape == mean.shape
