@@ -211,3 +211,62 @@ def test_eval_every_and_csv_log(tmp_path):
     jsonl = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert csv_lines[0].split(",") == list(jsonl[0])
     assert len(csv_lines) == 1 + len(jsonl) == 7
+
+
+def test_bf16_precision_runs_matmuls_in_bf16_and_stays_close_to_fp32(tmp_path):
+    """precision=bf16: every adapted matmul runs in bf16 in training and evaluation, the
+    adapter and its optimizer stay fp32, and results stay near the fp32 run's."""
+    from blob_lora.layers.adapters import AdapterLayer
+
+    seen: set[torch.dtype] = set()
+
+    def record(module, args, output):
+        if isinstance(module, AdapterLayer):
+            seen.add(output.dtype)
+
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        runner = Runner(_cfg(tmp_path, precision, precision=precision, method="blob"))
+        seen.clear()
+        hook = torch.nn.modules.module.register_module_forward_hook(record)
+        try:
+            rows = runner.train()["results"]
+        finally:
+            hook.remove()
+        assert seen == ({torch.bfloat16} if precision == "bf16" else {torch.float32})
+        assert all(
+            p.dtype == torch.float32 for _, p in runner.setup.model.named_trainable_parameters()
+        )
+        runs[precision] = {(r["dataset"], r["n_samples"]): r for r in rows}
+    for key, fp32 in runs["fp32"].items():
+        bf16 = runs["bf16"][key]
+        assert abs(bf16["nll"] - fp32["nll"]) < 0.05, key
+        assert abs(bf16["acc"] - fp32["acc"]) <= 20.0, key  # at most 2 of 10 flip
+
+
+def test_unknown_precision_is_a_config_error():
+    with pytest.raises(ConfigError, match="precision 'fp16' is unknown"):
+        RunConfig(precision="fp16")
+
+
+def test_bf16_post_hoc_laplace_and_tfb_match_fp32(tmp_path):
+    """Laplace's curvature and GLM predictive are computed in fp32 inside a bf16 run."""
+    results = {}
+    for precision in ("fp32", "bf16"):
+        common = {"precision": precision, "eval_samples": [0, 4], "anchor_size": 8}
+        mle = _cfg(tmp_path, f"mle-{precision}", method="mle", **common)
+        Runner(mle).train()
+        for method in ("la", "tfb"):
+            cfg = _cfg(
+                tmp_path,
+                f"{method}-{precision}",
+                method=method,
+                max_steps=0,
+                init_from=mle.output_dir,
+                **common,
+            )
+            for row in Runner(cfg).train()["results"]:
+                results[(precision, method, row["n_samples"])] = row
+    for (precision, method, n), row in results.items():
+        if precision == "bf16":
+            assert abs(row["nll"] - results[("fp32", method, n)]["nll"]) < 0.01, (method, n)

@@ -171,6 +171,15 @@ class Runner:
         self.setup: Setup | None = None
         self.trained_steps = cfg.max_steps
 
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast of every forward when `precision=bf16`: adapters and optimizer
+        state stay fp32, matmuls run in bf16 (about 2x faster on AMX CPUs and GPUs)."""
+        return torch.autocast(
+            device_type=self.acc.device.type,
+            dtype=torch.bfloat16,
+            enabled=self.cfg.precision == "bf16",
+        )
+
     # -- set-up -----------------------------------------------------------------------------
     def prepare(self, resume: bool) -> None:
         cfg = self.cfg
@@ -277,6 +286,10 @@ class Runner:
         gen = torch.Generator().manual_seed(cfg.seed)
         anchor = torch.randperm(len(examples), generator=gen)[: cfg.anchor_size].tolist()
 
+        def class_logits(batch: dict[str, Any]) -> torch.Tensor:
+            with self.autocast():
+                return setup.task.class_logits(setup.model.model, batch).float()
+
         def batches(indices: list[int]):
             for i in range(0, len(indices), cfg.eval_batch_size):
                 chunk = [examples[j] for j in indices[i : i + cfg.eval_batch_size]]
@@ -285,7 +298,7 @@ class Runner:
         return PostTrainContext(
             train_batches=lambda: batches(list(range(len(examples)))),
             anchor_batches=lambda: batches(anchor),
-            class_logits=lambda b: setup.task.class_logits(setup.model.model, b),
+            class_logits=class_logits,
             n_train=len(examples),
             seed=cfg.seed,
         )
@@ -348,7 +361,8 @@ class Runner:
             for micro in range(cfg.grad_accum):
                 batch = self._train_batch(step, micro, n_train, seed)
                 with acc.accumulate(scorer):
-                    logits = scorer(batch)
+                    with self.autocast():
+                        logits = scorer(batch)
                     nll = F.cross_entropy(logits.float(), batch["labels"])
                     if not torch.isfinite(nll):
                         bar.close()
@@ -540,11 +554,13 @@ class Runner:
         for i in range(0, len(mine), bs):
             idx = mine[i : i + bs]
             batch = self._to_device(setup.task.collate([examples[j] for j in idx]))
-            probs, samples = setup.method.predict(
-                setup.model,
-                lambda b=batch: setup.task.class_logits(setup.model.model, b),
-                n_samples,
-            )
+            with self.autocast():
+                probs, samples = setup.method.predict(
+                    setup.model,
+                    lambda b=batch: setup.task.class_logits(setup.model.model, b).float(),
+                    n_samples,
+                )
+            probs = probs.float()
             mi = _mutual_information(samples.float().cpu())
             for j, p, y, m in zip(
                 idx, probs.cpu().tolist(), batch["labels"].cpu().tolist(), mi.tolist(), strict=True

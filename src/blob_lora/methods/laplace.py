@@ -83,6 +83,13 @@ def _capture(layers: dict[str, AdapterLayer]) -> Iterator[dict[str, list]]:
             del layer.delta
 
 
+def full_precision(model: BlobModel) -> torch.autocast:
+    """Curvature and the linearized predictive in fp32 even in a bf16 run: the factors
+    are sums of many small outer products."""
+    device = next(iter(model.adapters().values())).lora_B.device.type
+    return torch.autocast(device_type=device, enabled=False)
+
+
 def jacobian_pass(
     model: BlobModel, class_logits: Callable[[], torch.Tensor]
 ) -> tuple[torch.Tensor, dict[str, list[Call]]]:
@@ -90,7 +97,7 @@ def jacobian_pass(
     adapter output). Examples of a batch do not interact, so per-example Jacobians of the
     adapter weights follow from these per-token quantities."""
     layers = model.adapters()
-    with torch.enable_grad(), model.sampling("mean"), _capture(layers) as raw:
+    with torch.enable_grad(), full_precision(model), model.sampling("mean"), _capture(layers) as raw:
         logits = class_logits().float()
         if logits.dim() != 2 or not logits.requires_grad:
             raise BlobLoraError(
@@ -456,7 +463,8 @@ class LaplaceLoRA(Method):
                 "laplace: this model has no fitted posterior; it is fitted after training "
                 "(post_train) and is not saved with the adapter, so refit it before predicting"
             )
-        mean, var = posterior.moments(model, class_logits)
+        with full_precision(model):
+            mean, var = posterior.moments(model, class_logits)
         var = var.to(mean.dtype)
         samples = sample_probs(mean, var, n_samples)
         probs = probit_probs(mean, var) if self.link == "probit" else samples.mean(0)
