@@ -97,7 +97,12 @@ def jacobian_pass(
     adapter output). Examples of a batch do not interact, so per-example Jacobians of the
     adapter weights follow from these per-token quantities."""
     layers = model.adapters()
-    with torch.enable_grad(), full_precision(model), model.sampling("mean"), _capture(layers) as raw:
+    with (
+        torch.enable_grad(),
+        full_precision(model),
+        model.sampling("mean"),
+        _capture(layers) as raw,
+    ):
         logits = class_logits().float()
         if logits.dim() != 2 or not logits.requires_grad:
             raise BlobLoraError(
