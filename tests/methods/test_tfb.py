@@ -165,3 +165,23 @@ def test_bad_settings_fail_early():
         replace(METHOD, metric="ece")
     with pytest.raises(ConfigError, match="beta_min"):
         replace(METHOD, beta_min=1.0, beta_max=0.1)
+
+
+def test_tall_output_layer_b_never_builds_a_square_u(monkeypatch):
+    """A (vocab x r) B must get a thin SVD: a full U is vocab x vocab (549 GB for Gemma)."""
+    seen = []
+    real_svd = torch.linalg.svd
+
+    def spy(b, full_matrices=True):
+        out = real_svd(b, full_matrices=full_matrices)
+        seen.append((tuple(b.shape), tuple(out[0].shape), tuple(out[2].shape)))
+        return out
+
+    monkeypatch.setattr(torch.linalg, "svd", spy)
+    blob = _llama_lora()
+    bayesianize(blob)
+    assert seen
+    for (out, r), u_shape, vh_shape in seen:
+        assert vh_shape == (r, r)
+        assert u_shape == ((out, r) if out >= r else (out, out))
+    assert any(out >= 8 * r for (out, r), _, _ in seen)  # lm_head's tall B was among them

@@ -68,9 +68,11 @@ def bayesianize(model: BlobModel) -> tuple[BlobModel, dict[str, torch.Tensor]]:
     inv_d: dict[str, torch.Tensor] = {}
     for name, layer in blob.adapters().items():
         a, b = (t.to(torch.float64) for t in means[name])
-        # full V (r x r): when out < r only k = out singular values exist, and the other
-        # rows of A' span B's null space (zero columns of B', no noise)
-        u, d, vh = torch.linalg.svd(b, full_matrices=True)
+        # V must be the full r x r: when out < r only k = out singular values exist, and
+        # the other rows of A' span B's null space (zero columns of B', no noise). The thin
+        # SVD gives that whenever out >= r; a full U of a (vocab x r) output-layer B would
+        # be vocab x vocab (262k^2 doubles for Gemma), so ask for it only when out < r.
+        u, d, vh = torch.linalg.svd(b, full_matrices=b.shape[0] < b.shape[1])
         k = d.numel()
         b_new = torch.zeros_like(b)
         b_new[:, :k] = u[:, :k] * d
