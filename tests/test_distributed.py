@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,38 +35,53 @@ COMMON = [
 ]
 
 
-def _run(cmd, tmp_path):
+def _run(cmd, tmp_path, ok=True):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    if ok:
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+        assert proc.returncode == 0, "\n".join(errors) or proc.stderr[-2000:]
+    return proc
+
+
+def _launch(n_processes):
+    launcher = Path(sys.executable).with_name("accelerate")
+    return [
+        str(launcher),
+        "launch",
+        "--multi_gpu",  # with no GPU this is gloo on CPU processes (`--cpu` runs only one)
+        "--num_processes",
+        str(n_processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "blob_lora.cli",
+    ]
 
 
 def test_two_processes_match_one_and_evaluate_every_example(tmp_path):
-    launcher = Path(sys.executable).with_name("accelerate")
     _run(
         [
-            str(launcher),
-            "launch",
-            "--cpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "-m",
-            "blob_lora.cli",
+            *_launch(2),
             "train",
             *COMMON,
             "--output-dir",
             str(tmp_path / "two"),
             "--set",
             "batch_size=2",
+            "--set",
+            "save_every=2",
         ],
         tmp_path,
     )
+    from blob_lora.checkpoint import load_checkpoint
+
+    state = load_checkpoint(tmp_path / "two" / "checkpoints" / "step-2")
+    assert len(state["rng"]) == 2  # really two processes
     _run(
         [
             sys.executable,
@@ -91,3 +107,36 @@ def test_two_processes_match_one_and_evaluate_every_example(tmp_path):
     assert len(log2) == len(log1) == 3
     # the logged loss is the mean over both processes, not process 0's half-batch
     assert log2[0]["nll"] == pytest.approx(log1[0]["nll"], abs=5e-2)
+
+
+def test_two_process_blob_has_one_noise_stream_per_process_and_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    from blob_lora.checkpoint import load_checkpoint
+
+    blob = [*COMMON, "--method", "blob", "--max-steps", "4"]
+    blob += ["--set", "save_every=2", "--set", "batch_size=2", "--set", "eval_samples=[0]"]
+    _run([*_launch(2), "train", *blob, "--output-dir", str(tmp_path / "full")], tmp_path)
+    state = load_checkpoint(tmp_path / "full" / "checkpoints" / "step-2")
+    streams = [process["cpu"] for process in state["rng"]]
+    assert len(streams) == 2 and not torch_equal(streams[0], streams[1])
+
+    shutil.copytree(tmp_path / "full", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "adapter")  # as if killed after the step-2 save
+    cmd = [*_launch(2), "train", *blob, "--output-dir", str(tmp_path / "resumed"), "--resume"]
+    _run(cmd, tmp_path)
+    full = load_file(str(tmp_path / "full" / "adapter" / "adapter_model.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors"))
+    assert full.keys() == resumed.keys()
+    assert all(torch_equal(full[k], resumed[k]) for k in full)
+
+    one = [sys.executable, "-m", "blob_lora.cli", "train", *blob, "--resume"]
+    proc = _run([*one, "--output-dir", str(tmp_path / "resumed")], tmp_path, ok=False)
+    assert proc.returncode != 0
+    assert "written by 2 process(es), this run has 1" in proc.stderr.strip().splitlines()[-1]
+
+
+def torch_equal(a, b):
+    import torch
+
+    return bool(torch.equal(a, b))

@@ -43,7 +43,20 @@ def test_example_stream_covers_every_example_each_epoch():
     assert example_stream(10, 3, 7, 9) == stream[7:16]
 
 
-def test_train_crash_resume_equals_uninterrupted(tmp_path, monkeypatch):
+def _to_v01_rng_format(ckpt) -> None:
+    """Rewrite a checkpoint's RNG entry as 0.1 wrote it: one process, `rng_cpu`/`rng_cuda`."""
+    path = ckpt / "trainer_state.json"
+    meta = json.loads(path.read_text())
+    entries = dict(meta["state"]["__dict__"])
+    (process,) = entries.pop("rng")["__list__"]
+    streams = dict(process["__dict__"])
+    entries["rng_cpu"], entries["rng_cuda"] = streams["cpu"], streams["cuda"]
+    meta["state"]["__dict__"] = [[k, v] for k, v in entries.items()]
+    path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("moved_v01_checkpoint", [False, True])
+def test_train_crash_resume_equals_uninterrupted(tmp_path, monkeypatch, moved_v01_checkpoint):
     full = Runner(_cfg(tmp_path, "full")).train()
     real_step = AdapterOptimizer.step
     calls = {"n": 0}
@@ -59,14 +72,19 @@ def test_train_crash_resume_equals_uninterrupted(tmp_path, monkeypatch):
         Runner(_cfg(tmp_path, "crash")).train()
     assert not (tmp_path / "crash" / "adapter").exists()
     monkeypatch.setattr(AdapterOptimizer, "step", real_step)
-    resumed = Runner(_cfg(tmp_path, "crash")).train(resume=True)
+    name = "crash"
+    if moved_v01_checkpoint:  # a run directory moved elsewhere, its checkpoint from 0.1
+        (tmp_path / "crash").rename(tmp_path / "moved")
+        name = "moved"
+        _to_v01_rng_format(tmp_path / name / "checkpoints" / "step-3")
+    resumed = Runner(_cfg(tmp_path, name)).train(resume=True)
     a = load_file(str(tmp_path / "full" / "adapter" / "adapter_model.safetensors"))
-    b = load_file(str(tmp_path / "crash" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / name / "adapter" / "adapter_model.safetensors"))
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert full["results"] == resumed["results"]
-    log = [json.loads(x) for x in (tmp_path / "crash" / "metrics.jsonl").read_text().splitlines()]
+    log = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 7))
     rows = full["results"]
     assert {r["n_samples"] for r in rows} == {0, 2}

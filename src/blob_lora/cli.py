@@ -94,9 +94,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 0, f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
             )
     cfg = load_run_config(args.config, overrides)
-    out = Runner(cfg).train(resume=args.resume)
-    _print_rows(out["results"])
-    print(f"run written to {cfg.output_dir}")
+    runner = Runner(cfg)
+    out = runner.train(resume=args.resume)
+    if runner.acc.is_main_process:  # under `accelerate launch`, one table, not one a process
+        _print_rows(out["results"])
+        print(f"run written to {cfg.output_dir}")
     return 0
 
 
@@ -115,7 +117,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     runner = Runner(cfg)
     runner.load_finished()
     rows = runner.evaluate(samples=args.samples, datasets=args.datasets, tag=args.tag)
-    _print_rows(rows)
+    if runner.acc.is_main_process:
+        _print_rows(rows)
     return 0
 
 

@@ -167,7 +167,9 @@ class Runner:
     def __init__(self, cfg: RunConfig, accelerator: Accelerator | None = None) -> None:
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
-        self.acc = accelerator or Accelerator(gradient_accumulation_steps=cfg.grad_accum)
+        self.acc = accelerator or Accelerator(
+            gradient_accumulation_steps=cfg.grad_accum, cpu=_cpu_only()
+        )
         self.setup: Setup | None = None
         self.trained_steps = cfg.max_steps
 
@@ -190,13 +192,15 @@ class Runner:
                 "another output_dir"
             )
         if resume and saved.exists():
+            # output_dir is where the run is, not what it is: a moved run resumes
             previous = json.loads(saved.read_text())
-            if previous != json.loads(json.dumps(cfg.to_dict())):
-                changed = sorted(
-                    k
-                    for k in set(previous) | set(cfg.to_dict())
-                    if previous.get(k) != json.loads(json.dumps(cfg.to_dict())).get(k)
-                )
+            current = json.loads(json.dumps(cfg.to_dict()))
+            changed = sorted(
+                k
+                for k in set(previous) | set(current)
+                if k != "output_dir" and previous.get(k) != current.get(k)
+            )
+            if changed:
                 raise ConfigError(
                     f"--resume with a different config (changed: {changed}); resume with the "
                     f"config saved in {saved}"
@@ -337,6 +341,7 @@ class Runner:
         log_path = run_dir / "metrics.jsonl"
         if acc.is_main_process:
             run_dir.mkdir(parents=True, exist_ok=True)
+        self._seed_process(seed)
         if resume:
             latest = latest_checkpoint(ckpt_dir)
             if latest is not None:
@@ -450,15 +455,26 @@ class Runner:
             self.setup.task.collate([self.setup.train_examples[i] for i in mine])
         )
 
+    def _seed_process(self, seed: int) -> None:
+        """Each process its own stream for weight noise and dropout, so example i of every
+        process does not see the same sample of A. Process 0 keeps `seed`: a one-process
+        run is unchanged."""
+        if self.acc.process_index > 0:
+            torch.manual_seed(seed + 1_000_003 * self.acc.process_index)
+
     def _save_checkpoint(self, ckpt_dir: Path, step: int, optimizer: AdapterOptimizer) -> None:
+        own = {
+            "cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        rng = [own]
+        if self.acc.num_processes > 1:  # every process's streams, so a resume continues each
+            from accelerate.utils import gather_object
+
+            rng = gather_object(rng)
         if not self.acc.is_main_process:
             return
-        state = {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
+        state = {"step": step, "optimizer": optimizer.state_dict(), "rng": rng}
         blob = self.setup.model
         adapter = {
             CONFIG_FILE: {
@@ -479,9 +495,18 @@ class Runner:
             optimizer.load_state_dict(state["optimizer"])
         except (KeyError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"checkpoint {path} does not match this run: {err}") from err
-        torch.set_rng_state(state["rng_cpu"])
-        if torch.cuda.is_available() and state["rng_cuda"]:
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        streams = state.get("rng") or [  # checkpoints of 0.1 kept one process's state
+            {"cpu": state["rng_cpu"], "cuda": state.get("rng_cuda", [])}
+        ]
+        if len(streams) != self.acc.num_processes:
+            raise CheckpointError(
+                f"checkpoint {path} was written by {len(streams)} process(es), this run has "
+                f"{self.acc.num_processes}; resume with the same number of processes"
+            )
+        own = streams[self.acc.process_index]
+        torch.set_rng_state(own["cpu"])
+        if torch.cuda.is_available() and own["cuda"]:
+            torch.cuda.set_rng_state_all(own["cuda"])
         return int(state["step"])
 
     # -- evaluation -------------------------------------------------------------------------
@@ -604,6 +629,18 @@ class Runner:
             self.out / "plots" / f"{tag}-{safe}-N{n}.png",
             title=f"{self.cfg.method} on {name}, N={n}",
         )
+
+
+def _cpu_only() -> bool:
+    """Accelerate runs several CPU processes as one job (gloo) only when told `cpu=True`;
+    without it, `accelerate launch --num_processes 2` on a machine with no GPU gives two
+    independent single-process runs."""
+    xpu = getattr(torch, "xpu", None)
+    return not (
+        torch.cuda.is_available()
+        or torch.backends.mps.is_available()
+        or (xpu is not None and xpu.is_available())
+    )
 
 
 def dataset_label(name: str) -> str:
