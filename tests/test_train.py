@@ -262,6 +262,24 @@ def test_bf16_precision_runs_matmuls_in_bf16_and_stays_close_to_fp32(tmp_path):
         assert abs(bf16["acc"] - fp32["acc"]) <= 20.0, key  # at most 2 of 10 flip
 
 
+def test_bf16_ensemble_averages_every_member(tmp_path):
+    """In bf16 the ensemble's prediction is the mean of its members', as in fp32 (autocast's
+    cast cache once served member 0's weights to all three)."""
+    preds = {}
+    for precision in ("fp32", "bf16"):
+        cfg = _cfg(tmp_path, precision, method="ens", precision=precision, max_steps=3)
+        cfg.eval_samples = [0]
+        Runner(cfg).train()
+        preds[precision] = load_file(
+            str(tmp_path / precision / "predictions" / "final-rte-N0.safetensors")
+        )
+    fp32, bf16 = preds["fp32"], preds["bf16"]
+    spread = {k: float(v["mutual_information"].max()) for k, v in preds.items()}
+    assert spread["fp32"] > 1e-4  # the members really disagree
+    assert 0.5 < spread["bf16"] / spread["fp32"] < 2.0  # ... in bf16 too (it was exactly 0)
+    assert (bf16["probs"] - fp32["probs"]).abs().max() < 0.03
+
+
 def test_unknown_precision_is_a_config_error():
     with pytest.raises(ConfigError, match="precision 'fp16' is unknown"):
         RunConfig(precision="fp16")

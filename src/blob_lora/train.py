@@ -175,11 +175,16 @@ class Runner:
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast of every forward when `precision=bf16`: adapters and optimizer
-        state stay fp32, matmuls run in bf16 (about 2x faster on AMX CPUs and GPUs)."""
+        state stay fp32, matmuls run in bf16 (about 2x faster on AMX CPUs and GPUs).
+
+        The cast cache is off: it keys on the parameter, so a method that swaps weights in
+        place inside one prediction (the ensemble's members) would get the first member's
+        bf16 copy for all of them. Only the small adapter tensors are re-cast."""
         return torch.autocast(
             device_type=self.acc.device.type,
             dtype=torch.bfloat16,
             enabled=self.cfg.precision == "bf16",
+            cache_enabled=False,
         )
 
     # -- set-up -----------------------------------------------------------------------------
