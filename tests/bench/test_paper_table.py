@@ -66,7 +66,7 @@ def test_commands_are_valid_run_configs_and_post_hoc_methods_start_from_mle(tier
 def _fake_run(run, rows, preds):
     run.out.mkdir(parents=True, exist_ok=True)
     (run.out / "results-final.json").write_text(json.dumps(rows))
-    (run.out / "machine_time.json").write_text('{"wall_s": 720, "jobs": 2, "threads": 1}')
+    (run.out / "machine_time.json").write_text('{"wall_s": 720, "jobs": 2, "threads": 1, "cores": 2}')
     pred_dir = run.out / "predictions"
     pred_dir.mkdir(exist_ok=True)
     for name, tensors in preds.items():
@@ -107,7 +107,7 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     md = (tier / "results" / "paper_table.md").read_text()
     assert "| ACC (%) ↑ | mle | 65.00 ± 7.07 (2) |" in md
     assert "| ACC (%) ↑ | blob (N=10) | 75.00 ± 7.07 (2) |" in md
-    assert "Machine time of the finished runs of this tier: 0.40 h" in md  # 4 runs x 360 s
+    assert "Machine time of the finished runs of this tier: 0.40 h" in md  # 4 x 720 s x 1/2
     table = json.loads((tier / "results" / "paper_table.json").read_text())
     assert len(table) == 2 * (2 + 4)
     assert {r["trained_on"] for r in table} == {"rte"}
