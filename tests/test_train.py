@@ -280,6 +280,46 @@ def test_bf16_ensemble_averages_every_member(tmp_path):
     assert (bf16["probs"] - fp32["probs"]).abs().max() < 0.03
 
 
+def test_bf16_laplace_fits_its_curvature_in_fp32(tmp_path, monkeypatch):
+    """Laplace's Jacobian passes run in fp32 inside a bf16 run (the runner's own autocast
+    once re-enabled bf16 inside them)."""
+    from blob_lora.layers.adapters import AdapterLayer
+    from blob_lora.methods import laplace
+
+    inside, seen = [False], set()
+    real_pass = laplace.jacobian_pass
+
+    def spy(*args, **kwargs):
+        inside[0] = True
+        try:
+            return real_pass(*args, **kwargs)
+        finally:
+            inside[0] = False
+
+    def record(module, args, output):
+        if inside[0] and isinstance(module, AdapterLayer):
+            seen.add(output.dtype)
+
+    monkeypatch.setattr(laplace, "jacobian_pass", spy)
+    common = {"precision": "bf16", "eval_samples": [0], "anchor_size": 8}
+    mle = _cfg(tmp_path, "mle", method="mle", max_steps=2, **common)
+    Runner(mle).train()
+    la = _cfg(tmp_path, "la", method="la", max_steps=0, init_from=mle.output_dir, **common)
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        Runner(la).train()
+    finally:
+        hook.remove()
+    assert seen == {torch.float32}
+
+
+def test_accelerate_mixed_precision_is_refused_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    with pytest.raises(ConfigError, match="--mixed_precision no and set precision=bf16"):
+        Runner(_cfg(tmp_path))
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_precision_is_a_config_error():
     with pytest.raises(ConfigError, match="precision 'fp16' is unknown"):
         RunConfig(precision="fp16")

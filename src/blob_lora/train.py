@@ -167,9 +167,14 @@ class Runner:
     def __init__(self, cfg: RunConfig, accelerator: Accelerator | None = None) -> None:
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
-        self.acc = accelerator or Accelerator(
-            gradient_accumulation_steps=cfg.grad_accum, cpu=_cpu_only()
-        )
+        if accelerator is None:
+            _refuse_accelerate_mixed_precision()
+            accelerator = Accelerator(
+                gradient_accumulation_steps=cfg.grad_accum,
+                cpu=_cpu_only(),
+                mixed_precision="no",  # ours is `precision`: accelerate's would scale losses
+            )
+        self.acc = accelerator
         self.setup: Setup | None = None
         self.trained_steps = cfg.max_steps
 
@@ -210,7 +215,9 @@ class Runner:
                     f"--resume with a different config (changed: {changed}); resume with the "
                     f"config saved in {saved}"
                 )
+        self.acc.wait_for_everyone()  # every process checked before process 0 writes below
         self.setup = build_setup(cfg)
+        self.setup.model.to(self.acc.device)  # also for paths that never train (post-hoc)
         if cfg.init_from:  # before anything is written: a bad path leaves no output
             if self.setup.method.members > 1:
                 raise ConfigError(
@@ -247,7 +254,8 @@ class Runner:
             states.append({k: v.clone() for k, v in setup.model.adapter_state_dict().items()})
         if members > 1:
             setup.model.member_states = states
-        setup.model = setup.method.post_train(setup.model, self.post_train_context())
+        with self.autocast():  # Laplace turns it off for its fit; TFB's search runs in it
+            setup.model = setup.method.post_train(setup.model, self.post_train_context())
         if self.acc.is_main_process and members == 1:
             save_adapter(
                 setup.model,
@@ -279,6 +287,7 @@ class Runner:
         refit = not method.posterior_saved
         self.setup = build_setup(cfg, with_train=refit, adapter_config=saved)
         model = self.setup.model
+        model.to(self.acc.device)
         states = []
         for d in dirs:
             load_adapter_weights(model, d)
@@ -287,7 +296,8 @@ class Runner:
             model.member_states = states
         self.trained_steps = int(meta.get("steps", cfg.max_steps))
         if refit:
-            self.setup.model = method.post_train(model, self.post_train_context())
+            with self.autocast():
+                self.setup.model = method.post_train(model, self.post_train_context())
 
     def post_train_context(self) -> PostTrainContext:
         cfg, setup = self.cfg, self.setup
@@ -296,8 +306,8 @@ class Runner:
         anchor = torch.randperm(len(examples), generator=gen)[: cfg.anchor_size].tolist()
 
         def class_logits(batch: dict[str, Any]) -> torch.Tensor:
-            with self.autocast():
-                return setup.task.class_logits(setup.model.model, batch).float()
+            # no autocast of its own: the caller's region decides (Laplace's fit is fp32)
+            return setup.task.class_logits(setup.model.model, batch).float()
 
         def batches(indices: list[int]):
             for i in range(0, len(indices), cfg.eval_batch_size):
@@ -374,11 +384,12 @@ class Runner:
                     with self.autocast():
                         logits = scorer(batch)
                     nll = F.cross_entropy(logits.float(), batch["labels"])
-                    if not torch.isfinite(nll):
+                    if not self._all_finite(nll):
                         bar.close()
                         last = latest_checkpoint(ckpt_dir)
                         raise TrainingDivergedError(
-                            f"loss is {nll.item()} at step {step}; the last good checkpoint is "
+                            f"loss is not finite at step {step} (here {nll.item()}); the last "
+                            "good checkpoint is "
                             f"{last or 'none'}; lower lr (now {cfg.lr}) or set max_grad_norm"
                         )
                     acc.backward(nll)
@@ -459,6 +470,14 @@ class Runner:
         return self._to_device(
             self.setup.task.collate([self.setup.train_examples[i] for i in mine])
         )
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether every process's loss is finite: all stop together, none is left
+        waiting in the gradient all-reduce."""
+        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+        if self.acc.num_processes > 1:
+            bad = self.acc.reduce(bad, reduction="sum")
+        return bool(bad.item() == 0)
 
     def _seed_process(self, seed: int) -> None:
         """Each process its own stream for weight noise and dropout, so example i of every
@@ -633,6 +652,18 @@ class Runner:
             labels.numpy(),
             self.out / "plots" / f"{tag}-{safe}-N{n}.png",
             title=f"{self.cfg.method} on {name}, N={n}",
+        )
+
+
+def _refuse_accelerate_mixed_precision() -> None:
+    """`accelerate launch` passes its config's mixed_precision in the environment; taken
+    silently it would autocast training only (and scale fp16 losses our optimizers never
+    unscale), so it is an error with the fix."""
+    asked = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    if asked not in ("no", ""):
+        raise ConfigError(
+            f"accelerate asks for mixed_precision={asked}; blob-lora sets it itself: launch "
+            "with --mixed_precision no and set precision=bf16 in the run config instead"
         )
 
 

@@ -66,7 +66,9 @@ def test_commands_are_valid_run_configs_and_post_hoc_methods_start_from_mle(tier
 def _fake_run(run, rows, preds):
     run.out.mkdir(parents=True, exist_ok=True)
     (run.out / "results-final.json").write_text(json.dumps(rows))
-    (run.out / "machine_time.json").write_text('{"wall_s": 720, "jobs": 2, "threads": 1, "cores": 2}')
+    (run.out / "machine_time.json").write_text(
+        '{"wall_s": 720, "jobs": 2, "threads": 1, "cores": 2}'
+    )
     pred_dir = run.out / "predictions"
     pred_dir.mkdir(exist_ok=True)
     for name, tensors in preds.items():
