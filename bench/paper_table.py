@@ -184,8 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     failed.append(run)
                     print(f"FAILED (exit {code}, see {log}) {run.out}", flush=True)
                     continue
-            info = {"wall_s": round(took, 1), "jobs": args.jobs, "threads": threads}
-            info["cores"] = os.cpu_count() or 1
+            cores = os.cpu_count() or 1
+            info = {"wall_s": round(took, 1), "jobs": args.jobs, "threads": threads, "cores": cores}
             (run.out / "machine_time.json").write_text(json.dumps(info))
             print(f"done in {took:.0f} s: {run.out.relative_to(ROOT)}", flush=True)
 

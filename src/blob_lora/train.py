@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import accelerate.utils
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -493,9 +494,7 @@ class Runner:
         }
         rng = [own]
         if self.acc.num_processes > 1:  # every process's streams, so a resume continues each
-            from accelerate.utils import gather_object
-
-            rng = gather_object(rng)
+            rng = accelerate.utils.gather_object(rng)
         if not self.acc.is_main_process:
             return
         state = {"step": step, "optimizer": optimizer.state_dict(), "rng": rng}
@@ -667,16 +666,21 @@ def _refuse_accelerate_mixed_precision() -> None:
         )
 
 
+_ACCELERATOR_CHECKS = (
+    "is_cuda_available",
+    "is_mps_available",
+    "is_xpu_available",
+    "is_npu_available",
+    "is_mlu_available",
+    "is_musa_available",
+)
+
+
 def _cpu_only() -> bool:
     """Accelerate runs several CPU processes as one job (gloo) only when told `cpu=True`;
-    without it, `accelerate launch --num_processes 2` on a machine with no GPU gives two
-    independent single-process runs."""
-    xpu = getattr(torch, "xpu", None)
-    return not (
-        torch.cuda.is_available()
-        or torch.backends.mps.is_available()
-        or (xpu is not None and xpu.is_available())
-    )
+    without it, `accelerate launch --num_processes 2` on a machine with no accelerator
+    gives two independent single-process runs."""
+    return not any(getattr(accelerate.utils, name)() for name in _ACCELERATOR_CHECKS)
 
 
 def dataset_label(name: str) -> str:
