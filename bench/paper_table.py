@@ -80,8 +80,8 @@ def plan(tiers: list[str], seeds: list[int], methods: list[str], tasks: list[str
     runs = []
     for seed in seeds:
         for tier in tiers:
-            for task in load_tier(tier)["tasks"]:
-                if tasks and task not in tasks:
+            for task, spec in load_tier(tier)["tasks"].items():
+                if (tasks and task not in tasks) or seed not in spec.get("seeds", SEEDS):
                     continue
                 for method in methods:
                     runs.append(Run(tier, task, method, seed))

@@ -39,6 +39,10 @@ class RunConfig:
         metadata={"help": "start from a trained adapter: a run dir, adapter dir or PEFT dir"},
     )
     batch_size: int = field(default=32, metadata={"help": "per-process micro-batch"})
+    group_by_length: bool = field(
+        default=False,
+        metadata={"help": "train on batches of similar length: less padding, faster steps"},
+    )
     grad_accum: int = 1
     eval_batch_size: int = 64
     lr: float = 5e-4

@@ -75,6 +75,22 @@ def example_stream(n: int, seed: int, start: int, count: int) -> list[int]:
     return out
 
 
+GROUP_BATCHES = 50  # batches re-cut together by `group_by_length` (HF uses 50 too)
+
+
+def grouped_batch(sizes: list[int], seed: int, index: int, batch: int) -> list[int]:
+    """Batch `index` of the stream when each run of GROUP_BATCHES consecutive batches is
+    re-cut by length: the same examples at the same point of training, less padding.
+    The re-cut batches are visited in a seeded random order, so length does not follow
+    the learning-rate schedule."""
+    chunk, within = divmod(index, GROUP_BATCHES)
+    ids = example_stream(len(sizes), seed, chunk * GROUP_BATCHES * batch, GROUP_BATCHES * batch)
+    ids.sort(key=lambda i: sizes[i])
+    gen = torch.Generator().manual_seed(seed * 100_003 + chunk + 2**40)
+    k = int(torch.randperm(GROUP_BATCHES, generator=gen)[within])
+    return ids[k * batch : (k + 1) * batch]
+
+
 @dataclass
 class Setup:
     """Everything a run needs, built once from the config."""
@@ -178,6 +194,7 @@ class Runner:
         self.acc = accelerator
         self.setup: Setup | None = None
         self.trained_steps = cfg.max_steps
+        self._train_sizes: list[int] | None = None  # text sizes, for group_by_length
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast of every forward when `precision=bf16`: adapters and optimizer
@@ -463,8 +480,15 @@ class Runner:
     def _train_batch(self, step: int, micro: int, n_train: int, seed: int) -> dict[str, Any]:
         cfg, acc = self.cfg, self.acc
         per_micro = cfg.batch_size * acc.num_processes
-        start = (step * cfg.grad_accum + micro) * per_micro
-        indices = example_stream(n_train, seed, start, per_micro)
+        index = step * cfg.grad_accum + micro
+        if cfg.group_by_length:
+            if self._train_sizes is None:
+                from .data import text_size
+
+                self._train_sizes = [text_size(e) for e in self.setup.train_examples]
+            indices = grouped_batch(self._train_sizes, seed, index, per_micro)
+        else:
+            indices = example_stream(n_train, seed, index * per_micro, per_micro)
         mine = indices[
             acc.process_index * cfg.batch_size : (acc.process_index + 1) * cfg.batch_size
         ]

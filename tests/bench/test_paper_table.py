@@ -29,7 +29,11 @@ model_label: Tiny
 settings: {model: minilm, max_steps: 7, batch_size: 4, adapter: {r: 4, alpha: 4}}
 tasks:
   rte: {dataset: rte, ood: mrpc}
-  boolq: {dataset: {name: boolq, resplit: {eval_fraction: 0.3}}, eval_datasets: [rte]}
+  boolq:
+    dataset: {name: boolq, resplit: {eval_fraction: 0.3}}
+    eval_datasets: [rte]
+    seeds: [1]
+    settings: {eval_limit: 5}
 """
     )
     monkeypatch.setattr(paper_table, "TIERS", {"tiny": cfg})
@@ -61,6 +65,17 @@ def test_commands_are_valid_run_configs_and_post_hoc_methods_start_from_mle(tier
     run.out.mkdir(parents=True)
     (run.out / "run_config.json").write_text("{}")
     assert paper_table.command(run)[-1] == "--resume"
+
+
+def test_plan_honours_per_task_seeds_and_settings(tier):
+    runs = paper_table.plan(["tiny"], [0, 1, 2], ["mle", "blob"], None)
+    seeds = {task: sorted({r.seed for r in runs if r.task == task}) for task in ("rte", "boolq")}
+    assert seeds == {"rte": [0, 1, 2], "boolq": [1]}
+    assert [r.method for r in runs if r.task == "boolq"] == ["mle", "blob"]
+    limits = {
+        r.task: load_run_config(None, _overrides(paper_table.command(r))).eval_limit for r in runs
+    }
+    assert limits == {"rte": None, "boolq": 5}
 
 
 def _fake_run(run, rows, preds):
