@@ -369,7 +369,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         "",
         f"Command: `.venv/bin/python bench/paper_table.py run` then `report`. Commit {commit}; "
         f"{meta['machine']}; {meta['date']}. Cells: mean ± std over seeds (a count in "
-        "parentheses where fewer than 3 seeds are finished).",
+        "parentheses where fewer than 3 seeds are finished or planned).",
     ]
     for tier in args.tiers:
         spec = load_tier(tier)
@@ -386,7 +386,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{spec.get('note', '').strip()}",
             "",
             f"Settings (every method): {s.get('max_steps')} steps, batch {s.get('batch_size')}, "
-            f"max length {s.get('max_length')}, lr {s.get('lr')}, adapter {s.get('adapter')}.",
+            f"max length {s.get('max_length')}, lr {s.get('lr')}, adapter {s.get('adapter')}, "
+            f"precision {s.get('precision', 'fp32')}"
+            + (", batches grouped by length" if s.get("group_by_length") else "")
+            + ".",
+            *_task_notes(spec["tasks"]),
             "",
             "### In distribution",
             "",
@@ -431,6 +435,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     (RESULTS / "paper_table.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
+
+
+def _task_notes(tasks: dict) -> list[str]:
+    """The tasks whose seeds or settings differ from the tier's."""
+    notes = []
+    for key, task in tasks.items():
+        parts = [f"{k} {v}" for k, v in (task.get("settings") or {}).items()]
+        if "seeds" in task:
+            parts.append("seeds " + ", ".join(map(str, task["seeds"])))
+        if parts:
+            notes.append(f"{key}: " + "; ".join(parts))
+    return ["", "Per task: " + ". ".join(notes) + "."] if notes else []
 
 
 def _machine_s(run: Run) -> float | None:
