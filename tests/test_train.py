@@ -120,6 +120,10 @@ def test_train_crash_resume_equals_uninterrupted(
         (tmp_path / "crash").rename(tmp_path / "moved")
         name = "moved"
         _to_v01_rng_format(tmp_path / name / "checkpoints" / "step-3")
+        run_config = tmp_path / name / "run_config.json"
+        saved = json.loads(run_config.read_text())
+        del saved["group_by_length"]  # a key 0.1 did not have
+        run_config.write_text(json.dumps(saved))
     resumed = Runner(_cfg(tmp_path, name, group_by_length=grouped)).train(resume=True)
     a = load_file(str(tmp_path / "full" / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / name / "adapter" / "adapter_model.safetensors"))

@@ -221,7 +221,9 @@ class Runner:
             )
         if resume and saved.exists():
             # output_dir is where the run is, not what it is: a moved run resumes
-            previous = json.loads(saved.read_text())
+            # read through RunConfig: keys added since the run was written take defaults
+            previous = RunConfig.from_dict(json.loads(saved.read_text())).to_dict()
+            previous = json.loads(json.dumps(previous))
             current = json.loads(json.dumps(cfg.to_dict()))
             changed = sorted(
                 k
