@@ -125,6 +125,8 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     assert "| ACC (%) ↑ | mle | 65.00 ± 7.07 (2) |" in md
     assert "| ACC (%) ↑ | blob (N=10) | 75.00 ± 7.07 (2) |" in md
     assert "Machine time of the finished runs of this tier: 0.40 h" in md  # 4 x 720 s x 1/2
+    # the claims: equal ECE/NLL tie at rank 1 of 2; N=10 is 10 points above MLE, not within 1
+    assert "| rte | rte | 1/2 | 1/2 | +10.00 | disagrees | 1/2 | agrees |  |" in md
     table = json.loads((tier / "results" / "paper_table.json").read_text())
     assert len(table) == 2 * (2 + 4)
     assert {r["trained_on"] for r in table} == {"rte"}
@@ -140,3 +142,17 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     row = next(d for d in blob10 if d["seed"] == 0)
     assert row["auroc_mutual_information"] == pytest.approx(expect)
     assert "auroc_mutual_information" not in next(d for d in detection if d["n_samples"] == 0)
+
+
+def test_claim_ranks_count_strictly_better_baselines_and_skip_blobs_other_n():
+    means = {
+        "mle": {"ece": 3.0, "acc": 70.0},
+        "ens": {"ece": 1.0, "acc": 72.0},
+        "la (N=10)": {"ece": 3.0, "acc": 60.0},
+        "blob (N=0)": {"ece": 0.5, "acc": 71.0},
+        "blob (N=10)": {"ece": 2.0, "acc": 69.0},
+    }
+    assert paper_table._rank(means, "blob (N=10)", "ece", low=True) == "2/4"
+    assert paper_table._rank(means, "blob (N=0)", "ece", low=True) == "1/4"
+    assert paper_table._rank(means, "blob (N=0)", "acc", low=False) == "2/4"
+    assert paper_table._rank(means, "mle", "ece", low=True) == "2/3"  # ties share a place
