@@ -414,6 +414,10 @@ def cmd_report(args: argparse.Namespace) -> int:
                 ]
                 md += _grid(sub, ood_sets, "dataset", ["acc", "ece", "nll"])
         md += _claims(ind, mine, spec)
+        figure = _plot_tier(ind, columns, spec["model_label"])
+        png = RESULTS / f"paper_table_{tier}.png"
+        figure.savefig(png, dpi=110)
+        md += ["", f"![ACC against ECE per method]({png.name})"]
         det = [d for d in detection if d["tier"] == tier]
         if det:
             md += ["", "### OOD detection (AUROC, in = the task's validation inputs)", ""]
@@ -491,6 +495,43 @@ def _claims(ind: list[dict], mine: list[dict], spec: dict) -> list[str]:
             f"{acc0} | {_verdict(acc0.startswith('1/'))} | {ood} |"
         )
     return lines if len(lines) > 7 else []
+
+
+def _plot_tier(ind: list[dict], columns: list[str], title: str):
+    """One panel per task: each method's seed-mean ACC against ECE, with the seed std as
+    error bars - the table's trade-off at a glance (up and left is better)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = [_label(m, n) for m in METHODS for n in EVAL_SAMPLES[m]]
+    fig = Figure(figsize=(3.6 * len(columns), 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    colors = {label: f"C{i}" for i, label in enumerate(labels)}
+    for ax, col in zip(axes, columns, strict=True):
+        for label in labels:
+            mine = [
+                r
+                for r in ind
+                if r["trained_on"] == col and _label(r["method"], r["n_samples"]) == label
+            ]
+            if not mine:
+                continue
+            ece, acc = [r["ece"] for r in mine], [r["acc"] for r in mine]
+            spread = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in (ece, acc)]
+            ax.errorbar(
+                statistics.fmean(ece), statistics.fmean(acc), xerr=spread[0], yerr=spread[1],
+                fmt="*" if label.startswith("blob") else "o", color=colors[label], label=label,
+                markersize=10 if label.startswith("blob") else 6, capsize=2,
+            )  # fmt: skip
+        ax.set_title(col)
+        ax.set_xlabel("ECE (%)")
+        ax.set_ylabel("ACC (%)")
+        ax.grid(alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right center", fontsize="small")
+    fig.suptitle(title)
+    return fig
 
 
 def _verdict(agrees: bool) -> str:

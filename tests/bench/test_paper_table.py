@@ -125,6 +125,8 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     assert "| ACC (%) ↑ | mle | 65.00 ± 7.07 (2) |" in md
     assert "| ACC (%) ↑ | blob (N=10) | 75.00 ± 7.07 (2) |" in md
     assert "Machine time of the finished runs of this tier: 0.40 h" in md  # 4 x 720 s x 1/2
+    png = tier / "results" / "paper_table_tiny.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "(paper_table_tiny.png)" in md
     # the claims: equal ECE/NLL tie at rank 1 of 2; N=10 is 10 points above MLE, not within 1
     assert "| rte | rte | 1/2 | 1/2 | +10.00 | disagrees | 1/2 | agrees |  |" in md
     table = json.loads((tier / "results" / "paper_table.json").read_text())
