@@ -75,6 +75,23 @@ def test_rte_pairs_batch_and_logits(tokenizer, model, side) -> None:
 
 
 @needs_data
+@torch.no_grad()
+def test_fp32_head_scores_in_fp32_under_bf16_autocast(tokenizer, model) -> None:
+    task = build_task("classification", tokenizer=tokenizer, max_length=64, num_labels=2)
+    batch = task.collate(load_examples("rte", "validation")[:8])
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = task.class_logits(model, batch)
+        plain = model(**inputs).logits.float()
+        pooled = model.bert(**inputs).pooler_output
+    # the head ran in fp32 on the bf16 body's pooled output: more than bf16's 8 bits kept
+    torch.testing.assert_close(logits, model.classifier(pooled.float()), rtol=0, atol=1e-6)
+    assert torch.equal(plain, plain.bfloat16().float())  # without it, bf16-rounded logits
+    assert not torch.equal(logits, logits.bfloat16().float())
+    assert "forward" not in vars(model.classifier)  # unwrapped again
+
+
+@needs_data
 def test_boolq_is_question_passage_pair(tokenizer) -> None:
     ex = load_examples("boolq", "validation")[0]
     batch = ClassificationTask(tokenizer, max_length=32).collate([ex])
