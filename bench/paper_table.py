@@ -80,8 +80,9 @@ def plan(tiers: list[str], seeds: list[int], methods: list[str], tasks: list[str
     runs = []
     for seed in seeds:
         for tier in tiers:
-            for task, spec in load_tier(tier)["tasks"].items():
-                if (tasks and task not in tasks) or seed not in spec.get("seeds", SEEDS):
+            specs = load_tier(tier)["tasks"]
+            for task in [t for t in tasks if t in specs] if tasks else specs:
+                if seed not in specs[task].get("seeds", SEEDS):
                     continue
                 for method in methods:
                     runs.append(Run(tier, task, method, seed))
@@ -586,7 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiers", nargs="+", default=list(TIERS), choices=list(TIERS))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--tasks", nargs="+", help="only these task keys of the tiers")
+    parser.add_argument(
+        "--tasks", nargs="+", help="only these task keys of the tiers, in this order per seed"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (run)")
     parser.add_argument("--threads", type=int, help="torch threads per run (default cores/jobs)")
     args = parser.parse_args(argv)

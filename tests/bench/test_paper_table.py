@@ -72,6 +72,8 @@ def test_plan_honours_per_task_seeds_and_settings(tier):
     seeds = {task: sorted({r.seed for r in runs if r.task == task}) for task in ("rte", "boolq")}
     assert seeds == {"rte": [0, 1, 2], "boolq": [1]}
     assert [r.method for r in runs if r.task == "boolq"] == ["mle", "blob"]
+    ordered = paper_table.plan(["tiny"], [1], ["mle"], ["boolq", "rte"])
+    assert [r.task for r in ordered] == ["boolq", "rte"]  # --tasks sets the order
     limits = {
         r.task: load_run_config(None, _overrides(paper_table.command(r))).eval_limit for r in runs
     }
