@@ -221,7 +221,38 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{state:8} {took or 0:7.0f} s  {run.out.relative_to(ROOT)}")
     done = sum(r.done for r in runs)
     print(f"{done}/{len(runs)} done, {total / 3600:.2f} h of machine time spent on them")
+    left, guessed = projected_s(runs)
+    print(
+        f"projected: {(total + left) / 3600:.2f} h for all {len(runs)} "
+        f"({left / 3600:.2f} h left, not counting {guessed} runs whose method has no "
+        "finished run in their tier yet)"
+    )
     return 0
+
+
+def projected_s(runs: list[Run]) -> tuple[float, int]:
+    """Machine seconds the unfinished runs will take: the mean of the finished runs of the
+    same tier, task and method, else of the same tier and method (a task of another
+    length); runs with neither count as 0 and are reported."""
+    by_task: dict[tuple, list[float]] = {}
+    by_method: dict[tuple, list[float]] = {}
+    for run in runs:
+        took = _machine_s(run) if run.done else None
+        if took:
+            by_task.setdefault((run.tier, run.task, run.method), []).append(took)
+            by_method.setdefault((run.tier, run.method), []).append(took)
+    left, guessed = 0.0, 0
+    for run in runs:
+        if run.done:
+            continue
+        values = by_task.get((run.tier, run.task, run.method)) or by_method.get(
+            (run.tier, run.method)
+        )
+        if values:
+            left += statistics.fmean(values)
+        else:
+            guessed += 1
+    return left, guessed
 
 
 # -- report ---------------------------------------------------------------------------------

@@ -160,3 +160,15 @@ def test_claim_ranks_count_strictly_better_baselines_and_skip_blobs_other_n():
     assert paper_table._rank(means, "blob (N=0)", "ece", low=True) == "1/4"
     assert paper_table._rank(means, "blob (N=0)", "acc", low=False) == "2/4"
     assert paper_table._rank(means, "mle", "ece", low=True) == "2/3"  # ties share a place
+
+
+def test_projection_uses_the_same_task_and_method_else_the_same_method(tier):
+    done = [paper_table.Run("tiny", "rte", m, 0) for m in ("mle", "blob")]
+    for run in done:
+        _fake_run(run, [], {})  # 720 s wall x 1 thread / 2 cores = 360 machine-s each
+    runs = done + [
+        paper_table.Run("tiny", "rte", "mle", 1),  # same task and method: 360
+        paper_table.Run("tiny", "boolq", "blob", 1),  # other task: the method's mean, 360
+        paper_table.Run("tiny", "boolq", "ens", 1),  # nothing measured: counted apart
+    ]
+    assert paper_table.projected_s(runs) == (720.0, 1)
