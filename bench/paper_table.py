@@ -330,7 +330,9 @@ def _cell(values: list[float], digits: int) -> str:
     if not values:
         return "–"
     mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    if len(values) == 1:
+        return f"{mean:.{digits}f} (1)"
+    std = statistics.stdev(values)
     return f"{mean:.{digits}f} ± {std:.{digits}f}" + (
         "" if len(values) == 3 else f" ({len(values)})"
     )
