@@ -326,6 +326,9 @@ def _label(method: str, n: int) -> str:
     return f"{method} (N={n})" if method in ("blob", "bbb") or n else method
 
 
+LABELS = [_label(m, n) for m in METHODS for n in EVAL_SAMPLES[m]]  # the table's row order
+
+
 def _cell(values: list[float], digits: int) -> str:
     if not values:
         return "–"
@@ -338,25 +341,28 @@ def _cell(values: list[float], digits: int) -> str:
     )
 
 
+def _by_label(rows: list[dict], column_key: str, col: str) -> dict[str, list[dict]]:
+    """One column of a grid: its rows per method label, in the table's order."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        if r[column_key] == col:
+            out.setdefault(_label(r["method"], r["n_samples"]), []).append(r)
+    return {label: out[label] for label in LABELS if label in out}
+
+
 def _grid(rows: list[dict], columns: list[str], column_key: str, metrics: list[str]) -> list[str]:
-    order = [_label(m, n) for m in METHODS for n in EVAL_SAMPLES[m]]
+    groups = {col: _by_label(rows, column_key, col) for col in columns}
     lines = [
         "| metric | method | " + " | ".join(columns) + " |",
         "|---|---|" + "---|" * len(columns),
     ]
     for metric in metrics:
         digits = 3 if metric in ("nll", "brier") or metric.startswith("auroc") else 2
-        for label in order:
-            cells = []
-            for col in columns:
-                vals = [
-                    r[metric]
-                    for r in rows
-                    if r[column_key] == col
-                    and _label(r["method"], r["n_samples"]) == label
-                    and metric in r
-                ]
-                cells.append(_cell(vals, digits))
+        for label in LABELS:
+            cells = [
+                _cell([r[metric] for r in groups[col].get(label, []) if metric in r], digits)
+                for col in columns
+            ]
             if any(c != "–" for c in cells):
                 lines.append(
                     f"| {METRIC_LABELS.get(metric, metric)} | {label} | " + " | ".join(cells) + " |"
@@ -478,28 +484,47 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _means(rows: list[dict], column_key: str, col: str) -> dict[str, dict[str, float]]:
     """Per method label, the seed-mean of each metric in one column of a grid."""
-    out: dict[str, dict[str, float]] = {}
-    for label in {_label(r["method"], r["n_samples"]) for r in rows if r[column_key] == col}:
-        mine = [
-            r for r in rows if r[column_key] == col and _label(r["method"], r["n_samples"]) == label
-        ]
-        out[label] = {m: statistics.fmean(r[m] for r in mine) for m in ("acc", "ece", "nll")}
-    return out
+    return {
+        label: {m: statistics.fmean(r[m] for r in mine) for m in ("acc", "ece", "nll")}
+        for label, mine in _by_label(rows, column_key, col).items()
+    }
 
 
-def _rank(means: dict[str, dict[str, float]], label: str, metric: str, low: bool) -> str:
-    """`k/n`: place of `label` among itself and the baselines (1 = best; ties share)."""
+def _rank(
+    means: dict[str, dict[str, float]], label: str, metric: str, low: bool
+) -> tuple[int, int]:
+    """(place, out of): `label` among itself and the baselines (1 = best; ties share)."""
     rivals = [k for k in means if not k.startswith("blob") or k == label]
     sign = 1 if low else -1
     better = sum(sign * (means[k][metric] - means[label][metric]) < -1e-9 for k in rivals)
-    return f"{better + 1}/{len(rivals)}"
+    return better + 1, len(rivals)
 
 
 def _claims(ind: list[dict], mine: list[dict], spec: dict) -> list[str]:
     """The paper's three claims, each compared with this tier's seed means. BLoB is
     ranked against the baselines only (never against its other N)."""
     n10, n0 = "blob (N=10)", "blob (N=0)"
-    lines = [
+    grids = [(c, c, _means(ind, "trained_on", c)) for c in spec["tasks"]]
+    for task_key, task in spec["tasks"].items():
+        trained = [r for r in mine if r["trained_on"] == task_key]
+        for ood in map(_ds_label, task.get("eval_datasets") or []):
+            grids.append((task_key, ood, _means(trained, "dataset", ood)))
+    rows = []
+    for trained_on, evaluated, means in grids:
+        if not {n10, n0, "mle"} <= set(means):
+            continue
+        ece, nll = _rank(means, n10, "ece", True), _rank(means, n10, "nll", True)
+        gap = means[n10]["acc"] - means["mle"]["acc"]
+        acc0 = _rank(means, n0, "acc", False)
+        near = ece[0] <= 2 and nll[0] <= 2 and abs(gap) <= 1.0
+        ood = "" if trained_on == evaluated else _verdict(ece[0] == 1)
+        rows.append(
+            f"| {trained_on} | {evaluated} | {_place(ece)} | {_place(nll)} | {gap:+.2f} | "
+            f"{_verdict(near)} | {_place(acc0)} | {_verdict(acc0[0] == 1)} | {ood} |"
+        )
+    if not rows:
+        return []
+    return [
         "",
         "### The paper's claims against these numbers (seed means; rank 1 = best)",
         "",
@@ -510,25 +535,12 @@ def _claims(ind: list[dict], mine: list[dict], spec: dict) -> list[str]:
         "| trained on | evaluated on | BLoB N=10: ECE rank | NLL rank | ACC − MLE | (1) "
         "| BLoB N=0: ACC rank | (2) | (3) |",
         "|---|---|---|---|---|---|---|---|---|",
+        *rows,
     ]
-    grids = [(c, c, _means(ind, "trained_on", c)) for c in spec["tasks"]]
-    for task_key, task in spec["tasks"].items():
-        for ood in task.get("eval_datasets") or []:
-            sub = [r for r in mine if r["trained_on"] == task_key]
-            grids.append((task_key, _ds_label(ood), _means(sub, "dataset", _ds_label(ood))))
-    for trained, evaluated, means in grids:
-        if not {n10, n0, "mle"} <= set(means):
-            continue
-        ece, nll = _rank(means, n10, "ece", True), _rank(means, n10, "nll", True)
-        gap = means[n10]["acc"] - means["mle"]["acc"]
-        near = all(int(r.split("/")[0]) <= 2 for r in (ece, nll)) and abs(gap) <= 1.0
-        acc0 = _rank(means, n0, "acc", False)
-        ood = "" if trained == evaluated else _verdict(ece.startswith("1/"))
-        lines.append(
-            f"| {trained} | {evaluated} | {ece} | {nll} | {gap:+.2f} | {_verdict(near)} | "
-            f"{acc0} | {_verdict(acc0.startswith('1/'))} | {ood} |"
-        )
-    return lines if len(lines) > 7 else []
+
+
+def _place(rank: tuple[int, int]) -> str:
+    return f"{rank[0]}/{rank[1]}"
 
 
 def _plot_tier(ind: list[dict], columns: list[str], title: str):
@@ -537,20 +549,12 @@ def _plot_tier(ind: list[dict], columns: list[str], title: str):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    labels = [_label(m, n) for m in METHODS for n in EVAL_SAMPLES[m]]
     fig = Figure(figsize=(3.6 * len(columns), 3.8), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
-    colors = {label: f"C{i}" for i, label in enumerate(labels)}
+    colors = {label: f"C{i}" for i, label in enumerate(LABELS)}
     for ax, col in zip(axes, columns, strict=True):
-        for label in labels:
-            mine = [
-                r
-                for r in ind
-                if r["trained_on"] == col and _label(r["method"], r["n_samples"]) == label
-            ]
-            if not mine:
-                continue
+        for label, mine in _by_label(ind, "trained_on", col).items():
             ece, acc = [r["ece"] for r in mine], [r["acc"] for r in mine]
             spread = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in (ece, acc)]
             ax.errorbar(

@@ -222,9 +222,8 @@ class Runner:
         if resume and saved.exists():
             # output_dir is where the run is, not what it is: a moved run resumes
             # read through RunConfig: keys added since the run was written take defaults
-            previous = RunConfig.from_dict(json.loads(saved.read_text())).to_dict()
-            previous = json.loads(json.dumps(previous))
-            current = json.loads(json.dumps(cfg.to_dict()))
+            previous = _as_saved(RunConfig.from_dict(json.loads(saved.read_text())))
+            current = _as_saved(cfg)
             changed = sorted(
                 k
                 for k in set(previous) | set(current)
@@ -678,6 +677,11 @@ class Runner:
             self.out / "plots" / f"{tag}-{safe}-N{n}.png",
             title=f"{self.cfg.method} on {name}, N={n}",
         )
+
+
+def _as_saved(cfg: RunConfig) -> dict[str, Any]:
+    """A config as run_config.json holds it (tuples as lists), for comparing on resume."""
+    return json.loads(json.dumps(cfg.to_dict()))
 
 
 def _refuse_accelerate_mixed_precision() -> None:

@@ -156,10 +156,10 @@ def test_claim_ranks_count_strictly_better_baselines_and_skip_blobs_other_n():
         "blob (N=0)": {"ece": 0.5, "acc": 71.0},
         "blob (N=10)": {"ece": 2.0, "acc": 69.0},
     }
-    assert paper_table._rank(means, "blob (N=10)", "ece", low=True) == "2/4"
-    assert paper_table._rank(means, "blob (N=0)", "ece", low=True) == "1/4"
-    assert paper_table._rank(means, "blob (N=0)", "acc", low=False) == "2/4"
-    assert paper_table._rank(means, "mle", "ece", low=True) == "2/3"  # ties share a place
+    assert paper_table._rank(means, "blob (N=10)", "ece", low=True) == (2, 4)
+    assert paper_table._rank(means, "blob (N=0)", "ece", low=True) == (1, 4)
+    assert paper_table._rank(means, "blob (N=0)", "acc", low=False) == (2, 4)
+    assert paper_table._rank(means, "mle", "ece", low=True) == (2, 3)  # ties share a place
 
 
 def test_projection_uses_the_same_task_and_method_else_the_same_method(tier):
