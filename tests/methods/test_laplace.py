@@ -13,7 +13,7 @@ from torch import nn
 from torch.func import functional_call, jacrev
 
 from blob_lora import get_blob_model
-from blob_lora.errors import BlobLoraError
+from blob_lora.errors import BlobLoraError, ConfigError
 from blob_lora.methods.base import PostTrainContext
 from blob_lora.methods.laplace import METHOD, KronLaplace
 from blob_lora.tasks.lm_scoring import last_position_logits
@@ -48,20 +48,26 @@ def _params(blob) -> dict[str, torch.Tensor]:
     return out
 
 
-def _dense_precision(post: KronLaplace, blob, delta: float) -> torch.Tensor:
+def _dense_precision(post: KronLaplace, blob, delta: float | dict) -> torch.Tensor:
     """Block-diagonal ``Q (x) G + delta I`` over all adapter weights; lora_B's G embedded
-    at the rows the fit saw (zero curvature elsewhere)."""
+    at the rows the fit saw (zero curvature elsewhere). ``delta``: one, or one per block."""
     blocks = []
     for name, layer in blob.adapters().items():
         lp = post.layers[name]
         q, g = lp.a.factors()
-        blocks.append(torch.kron(g, q))
+        blocks.append((name, "a", torch.kron(g, q)))
         q, g_seen = lp.b.factors()
         g = torch.zeros(layer.out_features, layer.out_features, dtype=torch.float64)
         g[lp.rows[:, None], lp.rows[None, :]] = g_seen
-        blocks.append(torch.kron(g, q))
-    h = torch.block_diag(*blocks)
-    return h + delta * torch.eye(h.shape[0], dtype=torch.float64)
+        blocks.append((name, "b", torch.kron(g, q)))
+    return torch.block_diag(
+        *(
+            h
+            + (delta[(n, w)] if isinstance(delta, dict) else delta)
+            * torch.eye(h.shape[0], dtype=torch.float64)
+            for n, w, h in blocks
+        )
+    )
 
 
 def _softmax_hessian(logits: torch.Tensor) -> torch.Tensor:
@@ -98,7 +104,11 @@ def test_kfac_of_one_example_is_the_exact_ggn(tokens):
             torch.testing.assert_close(torch.kron(g, q), exact, rtol=1e-6, atol=1e-10)
 
 
-def test_glm_variance_matches_brute_force_jacobians():
+PER_BLOCK = {("fc1", "a"): 0.3, ("fc1", "b"): 5.0, ("fc2", "a"): 0.7, ("fc2", "b"): 40.0}
+
+
+@pytest.mark.parametrize("delta", [0.7, PER_BLOCK], ids=["scalar", "per-block"])
+def test_glm_variance_matches_brute_force_jacobians(delta):
     blob = _mlp_blob()
     gen = torch.Generator().manual_seed(1)
     batches = [
@@ -108,14 +118,14 @@ def test_glm_variance_matches_brute_force_jacobians():
         }
     ]
     post = _fit(blob, batches, lambda b: blob.model(b["x"]))
-    post.prior_precision = 0.7
+    post.prior_precision = delta
     x = torch.randn(5, 4, generator=gen, dtype=torch.float64)
     mean, var = post.moments(blob, lambda: blob.model(x))
 
     params = _params(blob)
     jac = jacrev(lambda p: functional_call(blob.model, p, (x,)))(params)  # (B, C, *shape)
     j = torch.cat([jac[k].flatten(2) for k in params], dim=2).double()
-    sigma = torch.linalg.inv(_dense_precision(post, blob, 0.7))
+    sigma = torch.linalg.inv(_dense_precision(post, blob, delta))
     expected = j @ sigma @ j.transpose(1, 2)
     torch.testing.assert_close(var.double(), expected, rtol=1e-8, atol=1e-12)
     torch.testing.assert_close(mean.double(), blob.model(x).detach())
@@ -185,6 +195,70 @@ def test_marginal_likelihood_prior_precision_is_the_grid_maximum():
     assert post.loglik == pytest.approx(logp.item(), rel=1e-6)
 
 
+def _dense_log_evidence(post: KronLaplace, blob, delta: float | dict) -> float:
+    """The Laplace evidence from the dense precision: the check on the eigenvalue sums."""
+    p = _dense_precision(post, blob, delta)
+    theta = torch.cat([w.flatten() for w in _params(blob).values()]).double()
+
+    def block_delta(key: str) -> float:
+        name, which = key.rsplit(".", 1)
+        return delta[(name, which[-1].lower())] if isinstance(delta, dict) else delta
+
+    prior = torch.cat(
+        [
+            torch.full((w.numel(),), block_delta(k), dtype=torch.float64)
+            for k, w in _params(blob).items()
+        ]
+    )
+    return float(
+        post.loglik
+        - 0.5 * (prior * theta.square()).sum()
+        + 0.5 * prior.log().sum()
+        - 0.5 * torch.logdet(p)
+    )
+
+
+@pytest.mark.parametrize("structure", ["ab", "layerwise"])
+def test_grouped_prior_precisions_maximize_the_evidence_per_group(structure):
+    """Weights of very different sizes (lora_B 100x smaller than lora_A, as after a short
+    run from B = 0): a precision per group beats the best single one, is a maximum in each
+    group's direction, and gives lora_B the tighter prior."""
+    blob = _mlp_blob()
+    with torch.no_grad():
+        for layer in blob.adapters().values():
+            layer.lora_B.mul_(0.01)
+    gen = torch.Generator().manual_seed(2)
+    batches = [
+        {
+            "x": torch.randn(8, 4, generator=gen, dtype=torch.float64),
+            "labels": torch.randint(0, 3, (8,), generator=gen),
+        }
+        for _ in range(3)
+    ]
+    post = _fit(blob, batches, lambda b: blob.model(b["x"]))
+    scalar = post.optimize_prior_precision("scalar")
+    grouped = post.optimize_prior_precision(structure)
+    assert isinstance(scalar, float) and set(grouped) == set(PER_BLOCK)
+    for delta in (scalar, grouped, PER_BLOCK):
+        assert post.log_marginal_likelihood(delta) == pytest.approx(
+            _dense_log_evidence(post, blob, delta), rel=1e-9
+        )
+    best = post.log_marginal_likelihood(grouped)
+    assert best > post.log_marginal_likelihood(scalar) + 1.0
+    for group in post.prior_groups(structure):
+        for factor in (1.2, 1 / 1.2):
+            moved = {k: v * factor if k in group else v for k, v in grouped.items()}
+            assert best > post.log_marginal_likelihood(moved)
+    for name in ("fc1", "fc2"):
+        assert grouped[(name, "b")] > 10 * grouped[(name, "a")]
+    assert len(post.prior_groups(structure)) == (2 if structure == "ab" else 4)
+
+
+def test_unknown_prior_structure_is_refused():
+    with pytest.raises(ConfigError, match="prior_structure 'per-layer' is unknown"):
+        replace(METHOD, prior_structure="per-layer")
+
+
 def _bert_setup():
     torch.manual_seed(0)
     blob = get_blob_model(tiny_bert(), kind="lora", target_modules=["query", "value", "classifier"])
@@ -211,12 +285,15 @@ def _bert_setup():
     return blob, batches, class_logits, context
 
 
-@pytest.mark.parametrize("link", ["probit", "mc"])
-def test_predictive_is_less_confident_than_the_map(link):
+@pytest.mark.parametrize(
+    ("link", "structure"), [("probit", "scalar"), ("mc", "scalar"), ("probit", "ab")]
+)
+def test_predictive_is_less_confident_than_the_map(link, structure):
     blob, batches, class_logits, context = _bert_setup()
-    method = replace(METHOD, link=link)
+    method = replace(METHOD, link=link, prior_structure=structure)
     model = method.post_train(blob, context)
-    assert model.laplace_posterior.prior_precision > 0
+    found = model.laplace_posterior.prior_precision
+    assert min(found.values() if structure == "ab" else [found]) > 0
     model.eval()
     torch.manual_seed(0)
     with torch.no_grad():  # the runner predicts under no_grad

@@ -21,6 +21,13 @@ and ``lora_B`` as bare parameters of one layer, and laplace-torch 0.3 rejects th
 - Prior ``N(0, 1/delta)``; ``delta`` maximizes the Laplace log marginal likelihood
   ``log p(D|theta) - delta/2 |theta|^2 + P/2 log delta - 1/2 log det(Q (x) G + delta I)``,
   cheap from the eigenvalues (grid over 16 decades, then golden-section refinement).
+  ``prior_structure`` gives one ``delta`` to all weights (``scalar``, Laplace-LoRA's
+  default), one to all lora_A and one to all lora_B (``ab``), or one per weight
+  (``layerwise``). The posterior is block-diagonal, so the evidence is a sum over blocks
+  and each group's ``delta`` is found on its own. Why more than one: a scalar ``delta`` is
+  set mostly by ``|lora_A|^2`` (random init, barely moved by a short run), which leaves
+  lora_B - small, and the weights that carry the fine-tuning - with a prior far wider
+  than its values, so the predictive can come out much less confident than the MAP.
 - Predictive: ``f ~ N(logits, J Sigma J^T)`` per example, with ``J`` from the same C
   backward passes, rotated into each Kronecker eigenbasis; probabilities by the probit
   approximation ``softmax(f / sqrt(1 + pi/8 var))`` (or MC). Per-sample outputs (for
@@ -48,9 +55,13 @@ log = logging.getLogger(__name__)
 
 LINKS = ("probit", "mc")
 FIT_SETS = ("train", "anchor")
+PRIOR_STRUCTURES = ("scalar", "ab", "layerwise")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 Batch = dict[str, torch.Tensor]
+# a weight's place in the posterior: (adapter name, "a" or "b")
+BlockKey = tuple[str, str]
+Precision = float | dict[BlockKey, float]
 # per adapter call: input x (B, T, in), output rows (None: all), d logit_c / d delta (C, B, T, rows)
 Call = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
 
@@ -267,19 +278,21 @@ class KronLaplace:
     def __init__(
         self,
         layers: dict[str, LayerPosterior],
-        theta_sq: float,
+        theta_sq: dict[BlockKey, float],
         loglik: float,
-        prior_precision: float = 1.0,
+        prior_precision: Precision = 1.0,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self.layers = layers
-        self.theta_sq = theta_sq
+        self.theta_sq = theta_sq  # |weight|^2 per block
         self.loglik = loglik
-        self.prior_precision = prior_precision
+        self.prior_precision = prior_precision  # a float, or a float per block
         self.dtype = dtype
-        self._eigs = torch.cat(
-            [blk.eigenvalues().flatten().cpu() for lp in layers.values() for blk in (lp.a, lp.b)]
-        )
+        self._eigs = {
+            (name, which): blk.eigenvalues().flatten().cpu()
+            for name, lp in layers.items()
+            for which, blk in (("a", lp.a), ("b", lp.b))
+        }
 
     @classmethod
     def fit(
@@ -314,48 +327,83 @@ class KronLaplace:
             raise ConfigError("laplace: the fit set is empty")
         scale = (n_data or n_fit) / n_fit
         posts = {name: stats[name].finish(layers[name], n_fit, scale) for name in layers}
-        theta_sq = sum(
-            float(layer.lora_A.detach().double().square().sum())
-            + float(layer.lora_B.detach().double().square().sum())
-            for layer in layers.values()
-        )
+        theta_sq = {
+            (name, which): float(weight.detach().double().square().sum())
+            for name, layer in layers.items()
+            for which, weight in (("a", layer.lora_A), ("b", layer.lora_B))
+        }
         return cls(posts, theta_sq, float(loglik) * scale, dtype=dtype)
 
     # -- prior precision ------------------------------------------------------------------
-    def log_marginal_likelihood(self, prior_precision: float | None = None) -> float:
-        """Laplace evidence; rows of lora_B outside the fit's factor have zero curvature,
-        so their ``log delta`` terms cancel and only their norm counts."""
-        delta = self.prior_precision if prior_precision is None else prior_precision
-        lam = self._eigs
+    def delta(self, key: BlockKey) -> float:
+        """The prior precision of one block."""
+        p = self.prior_precision
+        return p[key] if isinstance(p, dict) else p
+
+    def _block_evidence(self, key: BlockKey, delta: float) -> float:
+        """A block's share of the evidence, without the shared log-likelihood. Rows of
+        lora_B outside the fit's factor have zero curvature, so their ``log delta`` terms
+        cancel and only their norm counts."""
+        lam = self._eigs[key]
         return float(
-            self.loglik
-            - 0.5 * delta * self.theta_sq
+            -0.5 * delta * self.theta_sq[key]
             + 0.5 * lam.numel() * math.log(delta)
             - 0.5 * torch.log(lam + delta).sum()
         )
 
+    def log_marginal_likelihood(self, prior_precision: Precision | None = None) -> float:
+        """Laplace evidence at ``prior_precision`` (default: the current one)."""
+        saved = self.prior_precision
+        if prior_precision is not None:
+            self.prior_precision = prior_precision
+        try:
+            return self.loglik + sum(self._block_evidence(k, self.delta(k)) for k in self._eigs)
+        finally:
+            self.prior_precision = saved
+
+    def prior_groups(self, structure: str) -> list[list[BlockKey]]:
+        """The blocks that share one prior precision under ``structure``."""
+        keys = list(self._eigs)
+        if structure == "scalar":
+            return [keys]
+        if structure == "ab":
+            return [g for g in ([k for k in keys if k[1] == w] for w in "ab") if g]
+        if structure == "layerwise":
+            return [[k] for k in keys]
+        raise ConfigError(
+            f"laplace prior_structure {structure!r} is unknown; use one of {PRIOR_STRUCTURES}"
+        )
+
     def optimize_prior_precision(
-        self, log10_low: float = -6.0, log10_high: float = 10.0, points: int = 161
-    ) -> float:
-        """Maximize the evidence over ``delta``: a grid, then golden-section refinement
-        around the best grid point. Sets and returns ``prior_precision``."""
-        grid = torch.linspace(log10_low, log10_high, points, dtype=torch.float64).tolist()
-        values = [self.log_marginal_likelihood(10.0**g) for g in grid]
-        best = max(range(points), key=values.__getitem__)
-        if best in (0, points - 1):
-            log.warning("laplace: prior precision at the grid edge (10^%g)", grid[best])
-        lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, points - 1)]
-        ratio = (math.sqrt(5) - 1) / 2
-        for _ in range(40):
-            m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-            if self.log_marginal_likelihood(10.0**m1) >= self.log_marginal_likelihood(10.0**m2):
-                hi = m2
-            else:
-                lo = m1
-        refined = (lo + hi) / 2
-        if self.log_marginal_likelihood(10.0**refined) < values[best]:
-            refined = grid[best]
-        self.prior_precision = 10.0**refined
+        self,
+        structure: str = "scalar",
+        log10_low: float = -6.0,
+        log10_high: float = 10.0,
+        points: int = 161,
+    ) -> Precision:
+        """Maximize the evidence: each group's ``delta`` on its own (the evidence is a sum
+        over blocks), by a grid, then golden-section refinement around the best grid
+        point. Sets and returns ``prior_precision``: a float for ``scalar``, else one float
+        per block."""
+        found: dict[BlockKey, float] = {}
+        at_edge = 0
+        for group in self.prior_groups(structure):
+
+            def evidence(log10_delta: float, group: list[BlockKey] = group) -> float:
+                return sum(self._block_evidence(k, 10.0**log10_delta) for k in group)
+
+            best, edge = _maximize(evidence, log10_low, log10_high, points)
+            at_edge += edge
+            found.update(dict.fromkeys(group, 10.0**best))
+        if at_edge:
+            log.warning(
+                "laplace: %d of %d prior precisions at the grid edge (10^%g or 10^%g)",
+                at_edge,
+                len(self.prior_groups(structure)),
+                log10_low,
+                log10_high,
+            )
+        self.prior_precision = next(iter(found.values())) if structure == "scalar" else found
         return self.prior_precision
 
     # -- predictive -----------------------------------------------------------------------
@@ -363,7 +411,7 @@ class KronLaplace:
         self, model: BlobModel, calls: dict[str, list[Call]], n: int, c: int
     ) -> torch.Tensor:
         """``J Sigma J^T`` (B, C, C) of the linearized model, block by block."""
-        dt, delta = self.dtype, self.prior_precision
+        dt = self.dtype
         layers = model.adapters()
         device = next(iter(layers.values())).lora_A.device
         var = torch.zeros(n, c, c, dtype=dt, device=device)
@@ -389,9 +437,10 @@ class KronLaplace:
                 inside = pos >= 0
                 j_in.index_add_(2, pos[inside], j_b[:, :, inside])
                 j_out.index_add_(2, out_pos[idx[~inside]], j_b[:, :, ~inside])
-            var += post.a.variance(j_a, delta) + post.b.variance(j_in, delta)
+            delta_a, delta_b = self.delta((name, "a")), self.delta((name, "b"))
+            var += post.a.variance(j_a, delta_a) + post.b.variance(j_in, delta_b)
             flat = j_out.flatten(2)
-            var += flat @ flat.transpose(1, 2) / delta
+            var += flat @ flat.transpose(1, 2) / delta_b
         return var
 
     def moments(
@@ -402,6 +451,28 @@ class KronLaplace:
         logits, calls = jacobian_pass(model, class_logits)
         n, c = logits.shape
         return logits, self.function_variance(model, calls, n, c)
+
+
+def _maximize(
+    fn: Callable[[float], float], low: float, high: float, points: int
+) -> tuple[float, bool]:
+    """(argmax of ``fn`` over [low, high], whether it sits at an end of the grid): a grid,
+    then golden-section refinement between the best point's neighbours."""
+    grid = torch.linspace(low, high, points, dtype=torch.float64).tolist()
+    values = [fn(g) for g in grid]
+    best = max(range(points), key=values.__getitem__)
+    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, points - 1)]
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(40):
+        m1, m2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        if fn(m1) >= fn(m2):
+            hi = m2
+        else:
+            lo = m1
+    refined = (lo + hi) / 2
+    if fn(refined) < values[best]:
+        refined = grid[best]
+    return refined, best in (0, points - 1)
 
 
 def probit_probs(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
@@ -426,6 +497,7 @@ class LaplaceLoRA(Method):
     link: str = "probit"  # probit: closed form (samples only for MI); mc: mean of samples
     prior_precision: float | None = None  # None: maximize the marginal likelihood
     fit_on: str = "train"  # train (the paper); anchor: the anchor subset, scaled to n_train
+    prior_structure: str = "scalar"  # scalar (Laplace-LoRA), ab, layerwise: see the module doc
     max_out_factor: int = 16384
     compute_dtype: str = "float32"
 
@@ -434,6 +506,11 @@ class LaplaceLoRA(Method):
             raise ConfigError(f"laplace link {self.link!r} is unknown; use one of {LINKS}")
         if self.fit_on not in FIT_SETS:
             raise ConfigError(f"laplace fit_on {self.fit_on!r} is unknown; use one of {FIT_SETS}")
+        if self.prior_structure not in PRIOR_STRUCTURES:
+            raise ConfigError(
+                f"laplace prior_structure {self.prior_structure!r} is unknown; "
+                f"use one of {PRIOR_STRUCTURES}"
+            )
         if self.compute_dtype not in DTYPES:
             raise ConfigError(f"laplace compute_dtype must be one of {sorted(DTYPES)}")
         if self.prior_precision is not None and self.prior_precision <= 0:
@@ -450,10 +527,16 @@ class LaplaceLoRA(Method):
             dtype=DTYPES[self.compute_dtype],
         )
         if self.prior_precision is None:
-            posterior.optimize_prior_precision()
+            found = posterior.optimize_prior_precision(self.prior_structure)
         else:
-            posterior.prior_precision = self.prior_precision
-        log.info("laplace: prior precision %.4g", posterior.prior_precision)
+            found = posterior.prior_precision = self.prior_precision
+        values = list(found.values()) if isinstance(found, dict) else [found]
+        log.info(
+            "laplace: prior precision %.4g to %.4g over %d blocks",
+            min(values),
+            max(values),
+            len(posterior.theta_sq),
+        )
         model.laplace_posterior = posterior
         return model
 
