@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from tiny_models import randomize_adapters, tiny_bert, tiny_llama
@@ -305,6 +306,45 @@ def test_predictive_is_less_confident_than_the_map(link, structure):
     assert probs.max(-1).values.mean() < map_probs.max(-1).values.mean()
     assert samples.std(0).max() > 1e-3
     assert all(p.grad is None for p in model.parameters())
+
+
+class _FixedMoments:
+    """A posterior that returns given logit moments, to test the links alone."""
+
+    def __init__(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        self.mean, self.var = mean, var
+
+    def moments(self, model, class_logits):
+        return self.mean, self.var
+
+
+def _predict_with_moments(mean, var, **options):
+    blob, *_ = _bert_setup()
+    blob.laplace_posterior = _FixedMoments(mean, var)
+    torch.manual_seed(0)
+    return replace(METHOD, **options).predict(blob, lambda: mean, 10)
+
+
+def test_mc_link_matches_quadrature_and_keeps_logit_correlations():
+    """Two classes: the predictive is E[sigmoid(d)], d ~ N(mu_0 - mu_1, v_00 + v_11 - 2 v_01),
+    a 1-D integral done by Gauss-Hermite. Noise shared by both logits (common mode) leaves
+    the softmax unchanged; the probit link, which sees only the diagonal, does not."""
+    mean = torch.tensor([[1.5, -0.5], [0.3, 0.0]], dtype=torch.float64)
+    independent = torch.diag_embed(torch.tensor([[2.0, 1.0], [0.5, 4.0]], dtype=torch.float64))
+    common = torch.full((2, 2, 2), 9.0, dtype=torch.float64)
+    nodes, weights = np.polynomial.hermite.hermgauss(80)
+    for var in (independent, common, independent + common):
+        mu = mean[:, 0] - mean[:, 1]
+        sd = (var[:, 0, 0] + var[:, 1, 1] - 2 * var[:, 0, 1]).sqrt()
+        d = mu[:, None] + math.sqrt(2) * sd[:, None] * torch.from_numpy(nodes)
+        exact = (torch.sigmoid(d) * torch.from_numpy(weights)).sum(1) / math.sqrt(math.pi)
+        probs, samples = _predict_with_moments(mean, var, link="mc", link_samples=200_000)
+        assert samples.shape == (10, 2, 2)
+        torch.testing.assert_close(probs[:, 0], exact, atol=4e-3, rtol=0)
+    probs, _ = _predict_with_moments(mean, common, link="mc")
+    torch.testing.assert_close(probs, torch.softmax(mean, -1))
+    probit, _ = _predict_with_moments(mean, common, link="probit")
+    assert probit[0, 0] < torch.softmax(mean, -1)[0, 0] - 0.1
 
 
 def test_absent_choices_stay_at_zero_probability():
