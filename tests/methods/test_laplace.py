@@ -169,16 +169,21 @@ def test_glm_variance_with_restricted_rows_on_a_causal_lm():
         torch.testing.assert_close(var[i].double(), j @ sigma @ j.T, rtol=1e-4, atol=1e-8)
 
 
-def test_marginal_likelihood_prior_precision_is_the_grid_maximum():
-    blob = _mlp_blob()
+def _mlp_batches() -> list[dict[str, torch.Tensor]]:
+    """Three batches of 8 random inputs and labels for the MLP."""
     gen = torch.Generator().manual_seed(2)
-    batches = [
+    return [
         {
             "x": torch.randn(8, 4, generator=gen, dtype=torch.float64),
             "labels": torch.randint(0, 3, (8,), generator=gen),
         }
         for _ in range(3)
     ]
+
+
+def test_marginal_likelihood_prior_precision_is_the_grid_maximum():
+    blob = _mlp_blob()
+    batches = _mlp_batches()
     post = _fit(blob, batches, lambda b: blob.model(b["x"]))
     delta = post.optimize_prior_precision()
     assert math.isfinite(delta) and delta > 0
@@ -228,14 +233,7 @@ def test_grouped_prior_precisions_maximize_the_evidence_per_group(structure):
     with torch.no_grad():
         for layer in blob.adapters().values():
             layer.lora_B.mul_(0.01)
-    gen = torch.Generator().manual_seed(2)
-    batches = [
-        {
-            "x": torch.randn(8, 4, generator=gen, dtype=torch.float64),
-            "labels": torch.randint(0, 3, (8,), generator=gen),
-        }
-        for _ in range(3)
-    ]
+    batches = _mlp_batches()
     post = _fit(blob, batches, lambda b: blob.model(b["x"]))
     scalar = post.optimize_prior_precision("scalar")
     grouped = post.optimize_prior_precision(structure)

@@ -341,8 +341,7 @@ class KronLaplace:
     # -- prior precision ------------------------------------------------------------------
     def delta(self, key: BlockKey) -> float:
         """The prior precision of one block."""
-        p = self.prior_precision
-        return p[key] if isinstance(p, dict) else p
+        return _block_delta(self.prior_precision, key)
 
     def _block_evidence(self, key: BlockKey, delta: float) -> float:
         """A block's share of the evidence, without the shared log-likelihood. Rows of
@@ -357,26 +356,18 @@ class KronLaplace:
 
     def log_marginal_likelihood(self, prior_precision: Precision | None = None) -> float:
         """Laplace evidence at ``prior_precision`` (default: the current one)."""
-        saved = self.prior_precision
-        if prior_precision is not None:
-            self.prior_precision = prior_precision
-        try:
-            return self.loglik + sum(self._block_evidence(k, self.delta(k)) for k in self._eigs)
-        finally:
-            self.prior_precision = saved
+        p = self.prior_precision if prior_precision is None else prior_precision
+        return self.loglik + sum(self._block_evidence(k, _block_delta(p, k)) for k in self._eigs)
 
     def prior_groups(self, structure: str) -> list[list[BlockKey]]:
         """The blocks that share one prior precision under ``structure``."""
+        _check_structure(structure)
         keys = list(self._eigs)
         if structure == "scalar":
             return [keys]
         if structure == "ab":
             return [g for g in ([k for k in keys if k[1] == w] for w in "ab") if g]
-        if structure == "layerwise":
-            return [[k] for k in keys]
-        raise ConfigError(
-            f"laplace prior_structure {structure!r} is unknown; use one of {PRIOR_STRUCTURES}"
-        )
+        return [[k] for k in keys]
 
     def optimize_prior_precision(
         self,
@@ -391,7 +382,8 @@ class KronLaplace:
         per block."""
         found: dict[BlockKey, float] = {}
         at_edge = 0
-        for group in self.prior_groups(structure):
+        groups = self.prior_groups(structure)
+        for group in groups:
 
             def evidence(log10_delta: float, group: list[BlockKey] = group) -> float:
                 return sum(self._block_evidence(k, 10.0**log10_delta) for k in group)
@@ -403,7 +395,7 @@ class KronLaplace:
             log.warning(
                 "laplace: %d of %d prior precisions at the grid edge (10^%g or 10^%g)",
                 at_edge,
-                len(self.prior_groups(structure)),
+                len(groups),
                 log10_low,
                 log10_high,
             )
@@ -455,6 +447,17 @@ class KronLaplace:
         logits, calls = jacobian_pass(model, class_logits)
         n, c = logits.shape
         return logits, self.function_variance(model, calls, n, c)
+
+
+def _block_delta(precision: Precision, key: BlockKey) -> float:
+    return precision[key] if isinstance(precision, dict) else precision
+
+
+def _check_structure(structure: str) -> None:
+    if structure not in PRIOR_STRUCTURES:
+        raise ConfigError(
+            f"laplace prior_structure {structure!r} is unknown; use one of {PRIOR_STRUCTURES}"
+        )
 
 
 def _maximize(
@@ -511,11 +514,7 @@ class LaplaceLoRA(Method):
             raise ConfigError(f"laplace link {self.link!r} is unknown; use one of {LINKS}")
         if self.fit_on not in FIT_SETS:
             raise ConfigError(f"laplace fit_on {self.fit_on!r} is unknown; use one of {FIT_SETS}")
-        if self.prior_structure not in PRIOR_STRUCTURES:
-            raise ConfigError(
-                f"laplace prior_structure {self.prior_structure!r} is unknown; "
-                f"use one of {PRIOR_STRUCTURES}"
-            )
+        _check_structure(self.prior_structure)
         if self.link_samples < 1:
             raise ConfigError("laplace link_samples must be >= 1")
         if self.compute_dtype not in DTYPES:
