@@ -279,6 +279,7 @@ def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
                                 **row,
                                 "model": spec["model_label"],
                                 "machine_s": _machine_s(run),
+                                "starts": _starts(run),
                             }
                         )
                     if task.get("ood"):
@@ -472,6 +473,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                     "col",
                     [f"auroc_{s}" for s in SCORES],
                 )
+        md += _cost_lines(mine, list(spec["tasks"]))
         md += [
             "",
             f"Machine time of the finished runs of this tier: {wall:.2f} h of the whole "
@@ -600,6 +602,50 @@ def _machine_s(run: Run) -> float | None:
     info = json.loads(path.read_text())
     cores = info.get("cores") or os.cpu_count() or 1
     return info["wall_s"] * min(info["threads"], cores) / cores
+
+
+def _starts(run: Run) -> int:
+    """How many times the run's process was started: each `blob train` loads the base
+    model once, and transformers logs "Loading weights: 100%" when it has."""
+    log = run.out.parent / f"{run.out.name}.log"
+    return log.read_text(errors="replace").count("Loading weights: 100%") if log.is_file() else 0
+
+
+def _cost_lines(mine: list[dict], tasks: list[str]) -> list[str]:
+    """Measured cost per method: machine minutes per run (training, any post-hoc fit, and
+    every evaluation at the method's N) and the ratio to MLE on the same task. Runs that
+    were interrupted and resumed are left out: only their last start was timed."""
+    per_run: dict[tuple[str, str, int], float] = {}
+    for r in mine:
+        if r["machine_s"] and r["starts"] == 1:
+            per_run[(r["trained_on"], r["method"], r["seed"])] = r["machine_s"] / 60
+    columns = [t for t in tasks if any(k[0] == t for k in per_run)]
+    if not columns:
+        return []
+    lines = [
+        "",
+        "### Measured cost: machine minutes per run (ratio to MLE)",
+        "",
+        "Mean over the seeds of runs that ran uninterrupted, two 1-thread runs sharing the "
+        "2 cores. la and tfb are post-hoc and start from the MLE run (its training is not "
+        "counted); ens trains 2 members and takes member 0 from the MLE run.",
+        "",
+        "| method | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for method in METHODS:
+        cells = []
+        for col in columns:
+            mins = [v for (t, m, _), v in per_run.items() if t == col and m == method]
+            base = [v for (t, m, _), v in per_run.items() if t == col and m == "mle"]
+            if not mins:
+                cells.append("–")
+                continue
+            ratio = f" ({statistics.fmean(mins) / statistics.fmean(base):.2f}x)" if base else ""
+            cells.append(f"{statistics.fmean(mins):.1f}{ratio}")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _ds_label(ds: str | dict) -> str:

@@ -172,3 +172,30 @@ def test_projection_uses_the_same_task_and_method_else_the_same_method(tier):
         paper_table.Run("tiny", "boolq", "ens", 1),  # nothing measured: counted apart
     ]
     assert paper_table.projected_s(runs) == (720.0, 1)
+
+
+def test_cost_table_is_minutes_per_run_over_mle_and_leaves_resumed_runs_out(tier):
+    run = paper_table.Run("tiny", "rte", "blob", 0)
+    run.out.parent.mkdir(parents=True)
+    log = run.out.parent / "blob-s0.log"
+    log.write_text("Loading weights: 100%|##| 236/236\nstep 1\nLoading weights: 100%|##|\n")
+    assert paper_table._starts(run) == 2  # interrupted once, resumed once
+    assert paper_table._starts(paper_table.Run("tiny", "rte", "mle", 0)) == 0  # never started
+
+    def row(method, seed, minutes, starts=1, dataset="rte"):
+        return {
+            "trained_on": "rte", "method": method, "seed": seed, "dataset": dataset,
+            "machine_s": 60.0 * minutes, "starts": starts,
+        }  # fmt: skip
+
+    rows = [
+        row("mle", 0, 4.0), row("mle", 0, 4.0, dataset="mrpc"), row("mle", 1, 6.0),
+        row("blob", 0, 9.0), row("blob", 1, 11.0), row("blob", 2, 1.0, starts=2),
+        row("la", 0, 2.5),
+    ]  # fmt: skip
+    lines = paper_table._cost_lines(rows, ["rte", "boolq"])
+    assert "| method | rte |" in lines  # boolq has no timed run: no column
+    assert "| mle | 5.0 (1.00x) |" in lines
+    assert "| blob | 10.0 (2.00x) |" in lines  # the resumed seed-2 run is not averaged in
+    assert "| la | 2.5 (0.50x) |" in lines
+    assert not any(line.startswith("| ens") for line in lines)
