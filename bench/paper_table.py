@@ -170,15 +170,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         while (run := next_run()) is not None:
             if run.method == "ens":
                 reuse_mle_as_member_zero(run)
-            start = time.time()
             print(f"start {run.out.relative_to(ROOT)}", flush=True)
             log = run.out.parent / f"{run.out.name}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "a") as fh:
-                code = subprocess.run(
-                    command(run), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT
-                ).returncode
-            took = time.time() - start
+            code, took = timed_run(command(run), env, log, _partial_path(run))
             with lock:
                 running.discard(run)
                 if code != 0:
@@ -198,6 +193,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print("failed: " + ", ".join(str(r.out) for r in failed), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _partial_path(run: Run) -> Path:
+    return run.out.parent / f"{run.out.name}.wall.json"
+
+
+def timed_run(
+    cmd: list[str], env: dict, log: Path, partial: Path, every_s: float = 30.0
+) -> tuple[int, float]:
+    """Run `cmd` with its output appended to `log`; return its exit code and the wall
+    seconds of this start plus every earlier, interrupted one. The running total is kept
+    in `partial` every `every_s` seconds, so a start killed with the table command is still
+    counted when the run resumes; it is removed once the run succeeds."""
+    before = json.loads(partial.read_text())["wall_s"] if partial.is_file() else 0.0
+    start = time.time()
+    with open(log, "a") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                code = proc.wait(timeout=every_s)
+                break
+            except subprocess.TimeoutExpired:
+                tmp = partial.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"wall_s": round(before + time.time() - start, 1)}))
+                os.replace(tmp, partial)
+    took = before + time.time() - start
+    if code == 0:
+        partial.unlink(missing_ok=True)
+    else:  # a failed start is machine time spent too: count it when the run is retried
+        partial.write_text(json.dumps({"wall_s": round(took, 1)}))
+    return code, took
 
 
 def reuse_mle_as_member_zero(run: Run) -> None:
@@ -614,7 +640,8 @@ def _starts(run: Run) -> int:
 def _cost_lines(mine: list[dict], tasks: list[str]) -> list[str]:
     """Measured cost per method: machine minutes per run (training, any post-hoc fit, and
     every evaluation at the method's N) and the ratio to MLE on the same task. Runs that
-    were interrupted and resumed are left out: only their last start was timed."""
+    were interrupted and resumed are left out: their time is not one run's (work redone
+    on resuming; before the table kept a running total, an earlier start went untimed)."""
     per_run: dict[tuple[str, str, int], float] = {}
     for r in mine:
         if r["machine_s"] and r["starts"] == 1:

@@ -2,7 +2,11 @@
 
 import importlib.util
 import json
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -199,3 +203,34 @@ def test_cost_table_is_minutes_per_run_over_mle_and_leaves_resumed_runs_out(tier
     assert "| blob | 10.0 (2.00x) |" in lines  # the resumed seed-2 run is not averaged in
     assert "| la | 2.5 (0.50x) |" in lines
     assert not any(line.startswith("| ens") for line in lines)
+
+
+def test_timed_run_adds_the_time_of_interrupted_starts(tmp_path, monkeypatch):
+    monkeypatch.setattr(paper_table, "ROOT", tmp_path)
+    log, partial = tmp_path / "run.log", tmp_path / "run.wall.json"
+    # a start that is killed midway leaves its running total behind
+    pid_file = tmp_path / "pid"
+    script = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+    cmd = [sys.executable, "-c", script + "print('working', flush=True); time.sleep(30)"]
+    proc = threading.Thread(
+        target=paper_table.timed_run, args=(cmd, dict(os.environ), log, partial, 0.05)
+    )
+    proc.start()
+    deadline = time.time() + 20
+    while not (partial.is_file() and pid_file.is_file()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert partial.is_file()  # the running total is on disk while the run is going
+    time.sleep(0.3)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    proc.join()
+    killed = json.loads(partial.read_text())["wall_s"]
+    assert killed >= 0.2  # the killed start was counted
+    code, took = paper_table.timed_run(
+        [sys.executable, "-c", "print('done')"], dict(os.environ), log, partial, 0.05
+    )
+    assert code == 0 and took >= killed and not partial.exists()
+    assert log.read_text().splitlines()[0] == "working" and "done" in log.read_text()
+    code, took = paper_table.timed_run(
+        [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), log, partial
+    )
+    assert code == 3 and json.loads(partial.read_text())["wall_s"] == pytest.approx(took, abs=0.1)
