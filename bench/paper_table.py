@@ -36,6 +36,8 @@ from pathlib import Path
 
 import yaml
 
+from blob_lora.report.table import mean_std_cell
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 RUNS = ROOT / "runs" / "paper-table"
@@ -357,15 +359,7 @@ LABELS = [_label(m, n) for m in METHODS for n in EVAL_SAMPLES[m]]  # the table's
 
 
 def _cell(values: list[float], digits: int) -> str:
-    if not values:
-        return "–"
-    mean = statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.{digits}f} (1)"
-    std = statistics.stdev(values)
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" + (
-        "" if len(values) == 3 else f" ({len(values)})"
-    )
+    return mean_std_cell(values, digits, planned=len(SEEDS))
 
 
 def _by_label(rows: list[dict], column_key: str, col: str) -> dict[str, list[dict]]:

@@ -1,4 +1,4 @@
-from blob_lora.report.table import markdown_table
+from blob_lora.report.table import markdown_table, mean_std_cell
 
 
 def test_table_mean_and_std_per_method_and_dataset():
@@ -31,3 +31,14 @@ def test_table_mean_and_std_per_method_and_dataset():
     assert "| ACC (%) ↑ | blob (N=10) | 72.00 ± 2.83 |" in table
     assert "| ECE (%) ↓ | blob (N=10) | 5.50 ± 0.71 |" in table
     assert "| NLL ↓ | mle | 0.700 ± 0.000 |" in table
+
+
+def test_a_single_seed_shows_no_std_and_planned_counts_show_when_short():
+    table = markdown_table(
+        [{"dataset": "rte", "method": "mle", "n_samples": 0, "seed": 0, "acc": 61.0}],
+        metrics=["acc"],
+    )
+    assert "| ACC (%) ↑ | mle | 61.00 (1) |" in table and "± 0.00" not in table
+    assert mean_std_cell([1.0, 3.0], 2, planned=3) == "2.00 ± 1.41 (2)"
+    assert mean_std_cell([1.0, 2.0, 3.0], 2, planned=3) == "2.00 ± 1.00"
+    assert mean_std_cell([], 2) == "–"

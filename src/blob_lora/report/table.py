@@ -37,10 +37,17 @@ def method_label(row: dict[str, Any]) -> str:
     )
 
 
-def _fmt(values: list[float], digits: int) -> str:
+def mean_std_cell(values: list[float], digits: int, planned: int | None = None) -> str:
+    """``mean ± std`` over seeds; one seed has no std, so it shows the mean and ``(1)``.
+    With ``planned`` seeds, a cell with fewer or more also shows its count."""
+    if not values:
+        return "–"
     mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if len(values) == 1:
+        return f"{mean:.{digits}f} (1)"
+    std = statistics.stdev(values)
+    count = "" if planned in (None, len(values)) else f" ({len(values)})"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}{count}"
 
 
 def markdown_table(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS) -> str:
@@ -66,12 +73,11 @@ def markdown_table(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS)
         for label in methods:
             row_cells = []
             for ds in datasets:
-                values = cells.get((metric, label, ds))
-                row_cells.append(_fmt(values, digits) if values else "–")
+                row_cells.append(mean_std_cell(cells.get((metric, label, ds), []), digits))
             lines.append(
                 f"| {LABELS.get(metric, metric)} | {label} | " + " | ".join(row_cells) + " |"
             )
     seeds = sorted({r.get("seed") for r in rows})
     lines.append("")
-    lines.append(f"mean ± std over seeds {seeds}.")
+    lines.append(f"mean ± std over seeds {seeds}; (1): a single seed, no std.")
     return "\n".join(lines) + "\n"
