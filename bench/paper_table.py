@@ -210,6 +210,14 @@ def timed_run(
     counted when the run resumes; it is removed once the run succeeds."""
     before = json.loads(partial.read_text())["wall_s"] if partial.is_file() else 0.0
     start = time.time()
+
+    def keep_total() -> float:
+        took = before + time.time() - start
+        tmp = partial.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"wall_s": round(took, 1)}))
+        os.replace(tmp, partial)
+        return took
+
     with open(log, "a") as fh:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
         while True:
@@ -217,15 +225,11 @@ def timed_run(
                 code = proc.wait(timeout=every_s)
                 break
             except subprocess.TimeoutExpired:
-                tmp = partial.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"wall_s": round(before + time.time() - start, 1)}))
-                os.replace(tmp, partial)
-    took = before + time.time() - start
-    if code == 0:
-        partial.unlink(missing_ok=True)
-    else:  # a failed start is machine time spent too: count it when the run is retried
-        partial.write_text(json.dumps({"wall_s": round(took, 1)}))
-    return code, took
+                keep_total()
+    if code != 0:  # a failed start is machine time spent too: count it when the run is retried
+        return code, keep_total()
+    partial.unlink(missing_ok=True)
+    return code, before + time.time() - start
 
 
 def reuse_mle_as_member_zero(run: Run) -> None:
@@ -299,6 +303,7 @@ def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
                     run = Run(tier, task_key, method, seed)
                     if not run.done:
                         continue
+                    per_run = {"machine_s": _machine_s(run), "starts": _starts(run)}
                     for row in json.loads((run.out / "results-final.json").read_text()):
                         rows.append(
                             {
@@ -306,8 +311,7 @@ def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
                                 "trained_on": task_key,
                                 **row,
                                 "model": spec["model_label"],
-                                "machine_s": _machine_s(run),
-                                "starts": _starts(run),
+                                **per_run,
                             }
                         )
                     if task.get("ood"):
@@ -358,10 +362,6 @@ def _label(method: str, n: int) -> str:
 LABELS = [_label(m, n) for m in METHODS for n in EVAL_SAMPLES[m]]  # the table's row order
 
 
-def _cell(values: list[float], digits: int) -> str:
-    return mean_std_cell(values, digits, planned=len(SEEDS))
-
-
 def _by_label(rows: list[dict], column_key: str, col: str) -> dict[str, list[dict]]:
     """One column of a grid: its rows per method label, in the table's order."""
     out: dict[str, list[dict]] = {}
@@ -381,7 +381,11 @@ def _grid(rows: list[dict], columns: list[str], column_key: str, metrics: list[s
         digits = 3 if metric in ("nll", "brier") or metric.startswith("auroc") else 2
         for label in LABELS:
             cells = [
-                _cell([r[metric] for r in groups[col].get(label, []) if metric in r], digits)
+                mean_std_cell(
+                    [r[metric] for r in groups[col].get(label, []) if metric in r],
+                    digits,
+                    planned=len(SEEDS),
+                )
                 for col in columns
             ]
             if any(c != "–" for c in cells):
@@ -640,7 +644,11 @@ def _cost_lines(mine: list[dict], tasks: list[str]) -> list[str]:
     for r in mine:
         if r["machine_s"] and r["starts"] == 1:
             per_run[(r["trained_on"], r["method"], r["seed"])] = r["machine_s"] / 60
-    columns = [t for t in tasks if any(k[0] == t for k in per_run)]
+    by_task_method: dict[tuple[str, str], list[float]] = {}
+    for (task, method, _), minutes in per_run.items():
+        by_task_method.setdefault((task, method), []).append(minutes)
+    mean = {key: statistics.fmean(values) for key, values in by_task_method.items()}
+    columns = [t for t in tasks if any(k[0] == t for k in mean)]
     if not columns:
         return []
     lines = [
@@ -657,13 +665,12 @@ def _cost_lines(mine: list[dict], tasks: list[str]) -> list[str]:
     for method in METHODS:
         cells = []
         for col in columns:
-            mins = [v for (t, m, _), v in per_run.items() if t == col and m == method]
-            base = [v for (t, m, _), v in per_run.items() if t == col and m == "mle"]
-            if not mins:
+            minutes, base = mean.get((col, method)), mean.get((col, "mle"))
+            if minutes is None:
                 cells.append("–")
                 continue
-            ratio = f" ({statistics.fmean(mins) / statistics.fmean(base):.2f}x)" if base else ""
-            cells.append(f"{statistics.fmean(mins):.1f}{ratio}")
+            ratio = f" ({minutes / base:.2f}x)" if base else ""
+            cells.append(f"{minutes:.1f}{ratio}")
         if any(c != "–" for c in cells):
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
