@@ -48,3 +48,18 @@ def test_method_options_replace_the_methods_settings_and_unknown_ones_fail():
         get_method("la", {"fit_on": "everything"})  # the method's own validation runs
     cfg = load_run_config(None, ["method=tfb", "method_options.tolerance=0.05"])
     assert cfg.method_options == {"tolerance": 0.05}
+
+
+def test_the_kl_plan_chooses_kl_lr_and_the_cycle_unless_told_not_to():
+    cfg = load_run_config(None, [])
+    assert (cfg.kl_plan, cfg.kl_lr, cfg.kl_cycle) == ("budget", None, None)
+    with pytest.raises(ConfigError, match="conflict with kl_plan=budget"):
+        load_run_config(None, ["kl_plan=budget", "kl_lr=0.01"])
+    with pytest.raises(ConfigError, match="kl_plan 'fast' is unknown"):
+        load_run_config(None, ["kl_plan=fast"])
+    with pytest.raises(ConfigError, match="kl_clock_scale"):
+        load_run_config(None, ["kl_clock_scale=0"])
+    # a fixed kl_lr or kl_cycle asks for the authors' plan; so does a run saved before kl_plan
+    assert load_run_config(None, ["kl_cycle=50"]).kl_plan == "authors"
+    old = {k: v for k, v in RunConfig().to_dict().items() if k not in ("kl_plan", "kl_clock_scale")}
+    assert RunConfig.from_dict(old | {"kl_lr": 0.002}).kl_plan == "authors"

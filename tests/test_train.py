@@ -37,7 +37,6 @@ def _cfg(tmp_path, name="run", **kw):
         "max_length": 64,
         "eval_samples": [0, 2],
         "lr": 5e-3,
-        "kl_lr": 0.01,
     }
     base.update(kw)
     return RunConfig.from_dict(base)
@@ -393,3 +392,59 @@ def test_bf16_post_hoc_laplace_and_tfb_match_fp32(tmp_path):
     for (precision, method, n), row in results.items():
         if precision == "bf16":
             assert abs(row["nll"] - results[("fp32", method, n)]["nll"]) < 0.01, (method, n)
+
+
+def test_a_kl_that_can_never_act_is_refused_before_anything_is_written(tmp_path):
+    cfg = _cfg(tmp_path, kl_plan="authors")  # the authors' M for 24 examples is 87 > 6 steps
+    with pytest.raises(ConfigError, match="the KL can never act: its cycle is 87 steps"):
+        Runner(cfg).train()
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bayesian_run_logs_sigma_and_its_results_carry_it(tmp_path):
+    cfg = _cfg(tmp_path, max_steps=12, save_every=0)
+    runner = Runner(cfg)
+    out = runner.train()
+    run = tmp_path / "run"
+    plan = json.loads((run / "kl_plan.json").read_text())
+    log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all("sigma_mean" in r and "sigma_ratio_median" in r for r in log)
+    per_layer = [json.loads(x) for x in (run / "sigma_log.jsonl").read_text().splitlines()]
+    assert per_layer[-1]["step"] == 12 and len(per_layer[-1]["layers"]) == 12  # q, v x 6 layers
+    assert (run / "plots" / "sigma.png").is_file()
+    final = json.loads((run / "results-final.json").read_text())
+    assert {r["n_samples"] for r in final} == {0, 2}
+    for row in final:
+        assert row["sigma_mean"] == pytest.approx(log[-1]["sigma_mean"])
+        labels = [e.label for e in runner.setup.eval_examples["rte"]]
+        assert row["majority_acc"] == pytest.approx(100 * max(map(labels.count, {0, 1})) / 10)
+    # the KL's SGD step drives sigma; the NLL's share is small: the plan's prediction holds
+    assert log[-1]["sigma_mean"] == pytest.approx(plan["predicted_sigma"], rel=0.1)
+    assert out["posterior"].startswith("posterior: mean sigma")
+
+
+def test_a_posterior_that_has_not_formed_ends_with_warnings(tmp_path):
+    # the authors' settings with a cycle the run can finish, but a tiny kl_lr: sigma stays
+    cfg = _cfg(tmp_path, kl_plan="authors", kl_cycle=3, kl_lr=1e-7, save_every=0)
+    runner = Runner(cfg)
+    out = runner.train()
+    assert any("has not formed" in w for w in out["warnings"])
+    with torch.no_grad():  # a posterior with (almost) no spread: N=2 equals N=0
+        for layer in runner.setup.model.bayesian_layers().values():
+            layer.lora_A_g.fill_(1e-5)
+    runner.evaluate(tag="final", write=False)
+    assert runner.posterior_health()["warnings"][-1].startswith("N=2 predictions equal N=0's")
+    mle = Runner(_cfg(tmp_path, "mle", method="mle", save_every=0)).train()
+    assert "warnings" not in mle and "sigma_mean" not in mle["results"][0]
+
+
+def test_the_paper_protocol_trains_lora_on_the_head_with_flipout_noise(tmp_path):
+    cfg = _cfg(tmp_path, protocol="paper", max_steps=2, save_every=0, eval_samples=[0])
+    setup = build_setup(cfg)
+    names = {n for n, _ in setup.model.named_trainable_parameters()}
+    assert any(n.startswith("classifier") and n.endswith("lora_A_g") for n in names)
+    assert not any(n.startswith("classifier") and n.endswith(("weight", "bias")) for n in names)
+    layers = setup.model.adapters().values()
+    assert {layer.noise.resolve(True) for layer in layers} == {"flipout"}
+    out = Runner(cfg).train()
+    assert out["results"][0]["method"] == "blob"

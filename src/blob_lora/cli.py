@@ -50,7 +50,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="runs x seeds -> Markdown table of mean ± std")
     p.add_argument("paths", nargs="+", help="run directories or JSON/JSONL result files")
     p.add_argument("--output", help="write the table here (default: print)")
-    p.add_argument("--metrics", nargs="+", default=["acc", "ece", "nll"])
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        default=["acc", "ece", "nll", "sigma_mean", "sigma_ratio_median"],
+        help="rows per method; the sigma rows appear for Bayesian methods only",
+    )
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -98,6 +103,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = runner.train(resume=args.resume)
     if runner.acc.is_main_process:  # under `accelerate launch`, one table, not one a process
         _print_rows(out["results"])
+        if out.get("posterior"):
+            print(out["posterior"])
+        for line in out.get("warnings", []):
+            print(f"warning: {line}", file=sys.stderr)
         print(f"run written to {cfg.output_dir}")
     return 0
 

@@ -7,7 +7,9 @@
 - ``elbo``: the standard per-example ELBO, ``KL / N`` (the NLL is a per-example mean).
 - ``none``: no KL (a plain LoRA, or an ablation).
 
-``cycle`` sets M directly. The authors' M suits their 5000 steps (about 14 cycles); in a
+``cycle`` sets M directly; ``cycles`` stops the re-weighting after that many whole cycles
+(the KL weight is 0 afterwards), so no cycle ends in the tail of the LR schedule, where
+its KL step would be wasted (`kl_plan` chooses both). The authors' M suits their 5000 steps (about 14 cycles); in a
 run of a few hundred steps it can exceed the run, and since nearly all of a cycle's KL
 weight sits on its last steps, the KL term then never acts.
 
@@ -34,6 +36,7 @@ class KLSchedule:
     global_batch: int
     gamma: float = 8.0
     cycle: int | None = None  # M set directly (e.g. to fit whole cycles in a short run)
+    cycles: int | None = None  # stop after this many whole cycles (None: never)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -44,6 +47,8 @@ class KLSchedule:
             raise ConfigError(f"gamma must be > 0, got {self.gamma}")
         if self.cycle is not None and self.cycle < 1:
             raise ConfigError(f"kl_cycle must be a positive number of steps, got {self.cycle}")
+        if self.cycles is not None and self.cycles < 1:
+            raise ConfigError(f"the number of KL cycles must be >= 1, got {self.cycles}")
 
     @property
     def cycle_length(self) -> int:
@@ -59,6 +64,8 @@ class KLSchedule:
         if self.kind == "elbo":
             return 1.0 / self.n_train
         m = self.cycle_length
+        if self.cycles is not None and step >= self.cycles * m:
+            return 0.0
         if self.kind == "uniform":
             return 1.0 / m
         i = step % m + 1

@@ -35,6 +35,10 @@ class OptimConfig:
     warmup_steps: int = 0
     total_steps: int = 1000
     max_grad_norm: float | None = None
+    adam_eps: float = 1e-8  # the authors' code: 1e-6
+    # the authors' schedulers are prepared by Accelerate, which steps them once per process
+    # per optimizer step: with P processes their LR reaches 0 after total_steps / P steps
+    scheduler_steps_per_step: int = 1
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -43,6 +47,8 @@ class OptimConfig:
             raise ConfigError("lr must be > 0 and kl_lr >= 0")
         if self.total_steps <= 0:
             raise ConfigError(f"total_steps must be > 0, got {self.total_steps}")
+        if not self.adam_eps > 0 or self.scheduler_steps_per_step < 1:
+            raise ConfigError("adam_eps must be > 0 and scheduler_steps_per_step >= 1")
 
 
 def _add_kl_grad(params: list[nn.Parameter], kl_term: torch.Tensor) -> None:
@@ -68,14 +74,16 @@ class AdapterOptimizer:
         self.mean_params, self.std_params = groups["mean"], groups["std"]
         if config.scheme == "authors" and model.is_bayesian:
             self.main = torch.optim.AdamW(
-                self.mean_params, lr=config.lr, weight_decay=config.weight_decay
-            )
+                self.mean_params, lr=config.lr, weight_decay=config.weight_decay,
+                eps=config.adam_eps,
+            )  # fmt: skip
             all_params = self.mean_params + self.std_params
             self.kl_opt = torch.optim.SGD(all_params, lr=config.kl_lr) if all_params else None
         else:
             self.main = torch.optim.AdamW(
-                self.mean_params + self.std_params, lr=config.lr, weight_decay=config.weight_decay
-            )
+                self.mean_params + self.std_params, lr=config.lr, weight_decay=config.weight_decay,
+                eps=config.adam_eps,
+            )  # fmt: skip
             self.kl_opt = None
         self.schedulers = [
             get_linear_schedule_with_warmup(opt, config.warmup_steps, config.total_steps)
@@ -114,7 +122,8 @@ class AdapterOptimizer:
             _add_kl_grad(self.mean_params + self.std_params, (kl * kl_weight).float())
             self.kl_opt.step()
         for sched in self.schedulers:
-            sched.step()
+            for _ in range(self.config.scheduler_steps_per_step):
+                sched.step()
         self.zero_grad()
         return kl.detach()
 

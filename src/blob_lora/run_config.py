@@ -15,6 +15,8 @@ import yaml
 
 from .config import AdapterConfig
 from .errors import ConfigError
+from .kl_plan import PLANS as KL_PLANS
+from .protocol import apply_protocol
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -28,6 +30,10 @@ class RunConfig:
     eval_split: str = "validation"
     eval_datasets: list[str] = field(default_factory=list, metadata={"help": "extra (OOD) sets"})
     method: str = "blob"
+    protocol: str = field(
+        default="default",
+        metadata={"help": "default | paper: the authors' code on every point (see protocol.py)"},
+    )
     method_options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "the method's own settings, e.g. fit_on"}
     )
@@ -46,15 +52,39 @@ class RunConfig:
     grad_accum: int = 1
     eval_batch_size: int = 64
     lr: float = 5e-4
-    kl_lr: float = 0.002
+    kl_lr: float | None = field(
+        default=None,
+        metadata={
+            "help": "SGD lr of the KL step (kl_plan=authors; default 0.002 encoders, 0.01 LMs)"
+        },
+    )
     weight_decay: float = 0.0
     warmup_ratio: float = 0.06
     max_grad_norm: float | None = None
+    adam_eps: float = field(default=1e-8, metadata={"help": "AdamW eps (the authors' code: 1e-6)"})
+    lr_schedule_per_process: bool = field(
+        default=False,
+        metadata={
+            "help": "step the LR schedules once per process per optimizer step, as the "
+            "authors' Accelerate code does (with P processes the LR ends after max_steps/P)"
+        },
+    )
     optim_scheme: str = field(default="authors", metadata={"help": "authors | elbo"})
     kl_schedule: str | None = field(default=None, metadata={"help": "blob|uniform|elbo|none"})
+    kl_plan: str = field(
+        default="budget",
+        metadata={
+            "help": "budget: cycles and kl_lr chosen so the run gets the authors' KL clock; "
+            "authors: their M (from gamma) and kl_lr as given"
+        },
+    )
+    kl_clock_scale: float = field(
+        default=1.0, metadata={"help": "kl_plan=budget: the authors' clock times this"}
+    )
     gamma: float = 8.0
     kl_cycle: int | None = field(
-        default=None, metadata={"help": "steps per KL cycle (default: the authors' M)"}
+        default=None,
+        metadata={"help": "kl_plan=authors: steps per KL cycle (default: the authors' M)"},
     )
     max_length: int = 256
     precision: str = field(
@@ -76,18 +106,35 @@ class RunConfig:
             raise ConfigError(
                 f"precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}"
             )
+        if self.kl_plan not in KL_PLANS:
+            raise ConfigError(
+                f"kl_plan {self.kl_plan!r} is unknown; use one of {', '.join(KL_PLANS)}"
+            )
+        if self.kl_plan == "budget":
+            fixed = [k for k in ("kl_lr", "kl_cycle") if getattr(self, k) is not None]
+            if fixed:
+                raise ConfigError(
+                    f"{' and '.join(fixed)} conflict with kl_plan=budget, which chooses them; "
+                    "set kl_plan=authors to fix them yourself, or kl_clock_scale to scale the plan"
+                )
+        if not self.kl_clock_scale > 0:
+            raise ConfigError(f"kl_clock_scale must be > 0, got {self.kl_clock_scale!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        data = dict(data)
+        data = apply_protocol(dict(data))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
         adapter = data.pop("adapter", None)
+        if "kl_plan" not in data and any(data.get(k) is not None for k in ("kl_lr", "kl_cycle")):
+            # a fixed kl_lr / kl_cycle asks for the plan that honours them (and every run
+            # written before kl_plan existed ran it)
+            data["kl_plan"] = "authors"
         if isinstance(data.get("dataset"), dict):
             data["dataset"] = _spec_text(data["dataset"])
         if data.get("eval_datasets"):

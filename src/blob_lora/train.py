@@ -36,13 +36,23 @@ from .adapter_model import BlobModel
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import AdapterConfig
 from .errors import BlobLoraError, CheckpointError, ConfigError
+from .kl_plan import AUTHORS, KLPlan, init_sigma_mean, plan_authors, plan_budget
 from .kl_schedule import KLSchedule
 from .methods import get_method
 from .methods.base import PostTrainContext
 from .optim import AdapterOptimizer, OptimConfig
+from .posterior_stats import (
+    SAME_PROBS_TOL,
+    health_line,
+    health_warnings,
+    plot_sigma,
+    sigma_stats,
+)
 from .run_config import RunConfig
 
 RUN_CONFIG = "run_config.json"
+KL_PLAN = "kl_plan.json"
+SIGMA_LOG = "sigma_log.jsonl"  # per-layer sigma statistics, ~50 rows a run
 
 
 class TrainingDivergedError(BlobLoraError):
@@ -195,6 +205,8 @@ class Runner:
         self.setup: Setup | None = None
         self.trained_steps = cfg.max_steps
         self._train_sizes: list[int] | None = None  # text sizes, for group_by_length
+        self.kl_plan: KLPlan | None = None
+        self._same_as_mean: list[int] = []  # N whose predictions equal N=0's (final eval)
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast of every forward when `precision=bf16`: adapters and optimizer
@@ -245,9 +257,48 @@ class Runner:
                 )
             meta = load_init_weights(self.setup.model, cfg.init_from)
             self.trained_steps = int(meta.get("steps", 0)) + cfg.max_steps
+        if cfg.max_steps > 0:  # refuses a KL that can never act before anything is written
+            self.kl_plan = self.make_kl_plan()
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             _write_json(saved, cfg.to_dict())
+            if self.kl_plan is not None and self.setup.model.is_bayesian:
+                print(self.kl_plan.describe(), flush=True)
+                _write_json(self.out / KL_PLAN, _plan_dict(self.kl_plan))
+
+    def family(self) -> str:
+        from .tasks import ClassificationTask
+
+        return "encoder" if isinstance(self.setup.task, ClassificationTask) else "causal-lm"
+
+    def kl_lr_default(self) -> float:
+        return self.cfg.kl_lr if self.cfg.kl_lr is not None else AUTHORS[self.family()].kl_lr
+
+    def make_kl_plan(self) -> KLPlan:
+        """The KL schedule and kl_lr of this run (see kl_plan): budget-aware by default."""
+        cfg, setup = self.cfg, self.setup
+        n_train = len(setup.train_examples)
+        global_batch = cfg.batch_size * self.acc.num_processes * cfg.grad_accum
+        kind = cfg.kl_schedule or setup.method.kl_schedule
+        warmup = int(cfg.warmup_ratio * cfg.max_steps)
+        adapter = setup.model.adapter_config
+        sigma0 = init_sigma_mean(adapter.init_std_eps)
+        cycled = kind in ("blob", "uniform") and setup.model.is_bayesian
+        if cfg.kl_plan == "budget" and cycled:
+            return plan_budget(
+                n_train, global_batch, cfg.max_steps, warmup, self.family(),
+                adapter.prior_std, sigma0, cfg.kl_clock_scale, kind,
+            )  # fmt: skip
+        schedule = KLSchedule(kind, n_train, global_batch, cfg.gamma, cycle=cfg.kl_cycle)
+        if kind == "blob" and cycled and schedule.cycle_length > cfg.max_steps:
+            raise ConfigError(
+                f"the KL can never act: its cycle is {schedule.cycle_length} steps (the "
+                f"authors' M for {n_train} examples at global batch {global_batch}) and the "
+                f"run has {cfg.max_steps}; set kl_plan=budget, or kl_cycle <= max_steps"
+            )
+        return plan_authors(
+            schedule, self.kl_lr_default(), cfg.max_steps, warmup, adapter.prior_std, sigma0
+        )
 
     # -- training ---------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict[str, Any]:
@@ -260,7 +311,9 @@ class Runner:
         states = []
         for member in range(members):
             run_dir = self.out if members == 1 else self.out / f"member-{member}"
-            seed = cfg.seed if member == 0 else cfg.seed * 1000 + member
+            seed, data_seed = cfg.seed, cfg.seed
+            if members > 1:
+                seed, data_seed = setup.method.member_seeds(cfg.seed, member)
             if member > 0:
                 torch.manual_seed(seed)
                 setup.model.reset_adapters()
@@ -269,7 +322,7 @@ class Runner:
             elif cfg.max_steps == 0 and cfg.init_from:
                 pass  # post-hoc only: the adapter comes trained
             else:
-                self._fit(run_dir, resume, seed)
+                self._fit(run_dir, resume, seed, data_seed)
             states.append({k: v.clone() for k, v in setup.model.adapter_state_dict().items()})
         if members > 1:
             setup.model.member_states = states
@@ -282,7 +335,20 @@ class Runner:
                 extra={"run": cfg.to_dict(), "steps": self.trained_steps},
             )
         self.acc.wait_for_everyone()
-        return {"steps": self.trained_steps, "results": self.evaluate()}
+        results = self.evaluate()
+        return {"steps": self.trained_steps, "results": results, **self.posterior_health()}
+
+    def posterior_health(self) -> dict[str, Any]:
+        """The sigma line and the warnings a Bayesian run ends with (empty otherwise)."""
+        stats = sigma_stats(self.setup.model)
+        if stats is None:
+            return {}
+        trained = self.cfg.max_steps > 0 and self.cfg.method != "tfb"
+        sigma0 = init_sigma_mean(self.setup.model.adapter_config.init_std_eps) if trained else None
+        return {
+            "posterior": health_line(stats, sigma0),
+            "warnings": health_warnings(stats, sigma0, self._same_as_mean),
+        }
 
     def load_finished(self) -> None:
         """Rebuild a finished run's predicting model from its directory (`blob eval`):
@@ -341,19 +407,15 @@ class Runner:
             seed=cfg.seed,
         )
 
-    def _fit(self, run_dir: Path, resume: bool, seed: int) -> int:
-        """The optimization loop of one adapter; checkpoints and logs under `run_dir`."""
+    def _fit(self, run_dir: Path, resume: bool, seed: int, data_seed: int | None = None) -> int:
+        """The optimization loop of one adapter; checkpoints and logs under `run_dir`.
+        `seed` drives the noise and dropout streams, `data_seed` the order of examples."""
+        data_seed = seed if data_seed is None else data_seed
         cfg, setup, acc = self.cfg, self.setup, self.acc
         blob = setup.model
         n_train = len(setup.train_examples)
-        global_batch = cfg.batch_size * acc.num_processes * cfg.grad_accum
-        schedule = KLSchedule(
-            cfg.kl_schedule or setup.method.kl_schedule,
-            n_train,
-            global_batch,
-            cfg.gamma,
-            cycle=cfg.kl_cycle,
-        )
+        plan = self.kl_plan or self.make_kl_plan()
+        schedule = plan.schedule
         weight_decay = (
             setup.method.weight_decay if setup.method.weight_decay is not None else cfg.weight_decay
         )
@@ -362,17 +424,21 @@ class Runner:
             OptimConfig(
                 scheme=cfg.optim_scheme,
                 lr=cfg.lr,
-                kl_lr=cfg.kl_lr,
+                kl_lr=plan.kl_lr,
                 weight_decay=weight_decay,
                 warmup_steps=int(cfg.warmup_ratio * cfg.max_steps),
                 total_steps=cfg.max_steps,
                 max_grad_norm=cfg.max_grad_norm,
+                adam_eps=cfg.adam_eps,
+                scheduler_steps_per_step=acc.num_processes if cfg.lr_schedule_per_process else 1,
             ),
         )
         scorer = acc.prepare(Scorer(blob, setup.task))
         step = 0
         ckpt_dir = run_dir / "checkpoints"
         log_path = run_dir / "metrics.jsonl"
+        sigma_path = run_dir / SIGMA_LOG
+        sigma_every = max(1, cfg.max_steps // 50)
         if acc.is_main_process:
             run_dir.mkdir(parents=True, exist_ok=True)
         self._seed_process(seed)
@@ -382,8 +448,10 @@ class Runner:
                 step = self._restore(latest, optimizer)
             if acc.is_main_process:
                 _truncate_log(log_path, step)
+                _truncate_log(sigma_path, step)
         elif acc.is_main_process:
             log_path.unlink(missing_ok=True)
+            sigma_path.unlink(missing_ok=True)
         blob.train()
         bar = tqdm(
             total=cfg.max_steps,
@@ -398,7 +466,7 @@ class Runner:
         while step < cfg.max_steps:
             nll_sum, correct, seen = 0.0, 0, 0
             for micro in range(cfg.grad_accum):
-                batch = self._train_batch(step, micro, n_train, seed)
+                batch = self._train_batch(step, micro, n_train, data_seed)
                 with acc.accumulate(scorer):
                     with self.autocast():
                         logits = scorer(batch)
@@ -438,6 +506,13 @@ class Runner:
                 "lr": optimizer.schedulers[0].get_last_lr()[0],
                 "elapsed_s": time.time() - start,
             }
+            bayes = sigma_stats(blob, per_layer=step % sigma_every == 0 or step == cfg.max_steps)
+            if bayes is not None:
+                layers = bayes.pop("layers", None)
+                row |= bayes
+                if layers is not None and acc.is_main_process:
+                    with open(sigma_path, "a") as fh:
+                        fh.write(json.dumps({"step": step, **bayes, "layers": layers}) + "\n")
             bar.set_postfix(
                 nll=f"{nll_sum:.3f}", kl=f"{float(kl):.3g}", acc=f"{row['train_acc']:.2f}"
             )
@@ -470,6 +545,11 @@ class Runner:
             board.close()
         if acc.is_main_process:
             _jsonl_to_csv(log_path, run_dir / "metrics.csv")
+            if blob.is_bayesian and log_path.exists():
+                rows = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln.strip()]
+                plot_sigma(
+                    rows, run_dir / "plots" / "sigma.png", f"{cfg.method}: the posterior std"
+                )
             if run_dir != self.out:
                 save_adapter(blob, run_dir / "adapter", extra={"steps": step})
         return step
@@ -582,6 +662,9 @@ class Runner:
         names = datasets if datasets is not None else [cfg.dataset, *cfg.eval_datasets]
         rows = []
         setup.model.eval()
+        bayes = sigma_stats(setup.model) if tag == "final" or write else None
+        if tag == "final":
+            self._same_as_mean = []
         for name in names:
             if name not in setup.eval_examples:
                 split = cfg.eval_split if name == cfg.dataset else ood_split(name)
@@ -589,10 +672,16 @@ class Runner:
                     name, split, limit=cfg.eval_limit, seed=cfg.seed
                 )
             examples = setup.eval_examples[name]
+            at_mean = None
             for n in samples:
                 probs, labels, mi = self.predict(examples, n)
                 if not self.acc.is_main_process:
                     continue
+                if n == 0:
+                    at_mean = probs
+                elif at_mean is not None and name == cfg.dataset and tag == "final":
+                    if float((probs - at_mean).abs().max()) <= SAME_PROBS_TOL:
+                        self._same_as_mean.append(n)
                 metrics = classification_metrics(probs.numpy(), labels.numpy())
                 row = {
                     "model": cfg.model,
@@ -603,6 +692,8 @@ class Runner:
                     "steps": getattr(self, "trained_steps", cfg.max_steps),
                     "n_examples": len(labels),
                     **{k: float(v) for k, v in metrics.items()},
+                    "majority_acc": 100.0 * float(torch.bincount(labels).max()) / len(labels),
+                    **(bayes or {}),
                 }
                 rows.append(row)
                 if write:
@@ -677,6 +768,23 @@ class Runner:
             self.out / "plots" / f"{tag}-{safe}-N{n}.png",
             title=f"{self.cfg.method} on {name}, N={n}",
         )
+
+
+def _plan_dict(plan: KLPlan) -> dict[str, Any]:
+    return {
+        "plan": plan.kind,
+        "cycle": plan.schedule.cycle_length,
+        "cycles": plan.schedule.cycles,
+        "kl_lr": plan.kl_lr,
+        "clock": plan.clock,
+        "target_clock": plan.target_clock,
+        "reference": plan.reference,
+        "reference_cycles": plan.reference_cycles,
+        "sigma0": plan.sigma0,
+        "predicted_sigma": plan.predicted_sigma,
+        "kl_only_mean_shrink": plan.mean_shrink,
+        "text": plan.describe(),
+    }
 
 
 def _as_saved(cfg: RunConfig) -> dict[str, Any]:

@@ -165,3 +165,40 @@ def test_every_local_file_converts() -> None:
             base = ROOT / folder / (spec.config or "")
             for path in sorted(Path(base).glob("*.jsonl")):
                 assert load_examples(name, path.stem), (name, path)
+
+
+def test_trec_reads_coarse_labels_and_serves_validation_from_test() -> None:
+    raw = raw_rows("CogComp/trec/test.jsonl", n=None)
+    examples = load_examples("trec", "validation")
+    assert len(examples) == len(raw) == 500
+    assert [(e.text, e.label) for e in examples[:5]] == [
+        (r["text"], r["coarse_label"]) for r in raw[:5]
+    ]
+    assert {e.label for e in load_examples("trec", "train")} == set(range(6))
+
+
+def test_ag_news_is_a_fixed_resplit_of_its_test_file() -> None:
+    train, val = load_examples("ag-news", "train"), load_examples("ag-news", "validation")
+    assert (len(train), len(val)) == (5320, 2280)
+    raw = {r["text"] for r in raw_rows("fancyzhx/ag_news/test.jsonl", n=None)}
+    assert {e.text for e in train} | {e.text for e in val} <= raw
+    assert not {e.text for e in train} & {e.text for e in val}
+
+
+@pytest.mark.parametrize("name", ["mrpc", "trec", "ag-news"])
+def test_a_dev_carve_splits_the_training_data_and_never_touches_evaluation(name) -> None:
+    spec = json.dumps({"name": name, "dev": 0.2})
+    train, dev = load_examples(spec, "train"), load_examples(spec, "validation")
+    full = load_examples(name, "train")
+    assert len(train) + len(dev) == len(full)
+    assert abs(len(dev) - 0.2 * len(full)) <= 1
+
+    def key(e):
+        return (e.text, e.text_pair, e.label)
+
+    assert sorted(map(key, train + dev)) == sorted(map(key, full))
+    # (no check against the evaluation split's texts: TREC itself repeats 10 test questions
+    # in train; the dev rows are rows of the training file, which the line above shows)
+    assert [key(e) for e in dev] == [key(e) for e in load_examples(spec, "validation")]  # fixed
+    with pytest.raises(ConfigError, match="dev"):
+        load_examples(json.dumps({"name": name, "dev": "a lot"}), "train")

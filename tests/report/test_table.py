@@ -42,3 +42,18 @@ def test_a_single_seed_shows_no_std_and_planned_counts_show_when_short():
     assert mean_std_cell([1.0, 3.0], 2, planned=3) == "2.00 ± 1.41 (2)"
     assert mean_std_cell([1.0, 2.0, 3.0], 2, planned=3) == "2.00 ± 1.00"
     assert mean_std_cell([], 2) == "–"
+
+
+def test_the_table_shows_the_majority_class_and_sigma_rows_for_bayesian_methods():
+    rows = [
+        {"dataset": "mrpc", "method": "mle", "n_samples": 0, "seed": 0, "acc": 80.0,
+         "ece": 5.0, "nll": 0.5, "majority_acc": 68.38},
+        {"dataset": "mrpc", "method": "blob", "n_samples": 10, "seed": 0, "acc": 81.0,
+         "ece": 4.0, "nll": 0.45, "majority_acc": 68.38, "sigma_mean": 0.031,
+         "sigma_ratio_median": 0.9},
+    ]  # fmt: skip
+    table = markdown_table(rows)
+    assert "| ACC (%) ↑ | majority class | 68.38 (1) |" in table
+    assert "| mean σ | blob (N=10) | 0.0310 (1) |" in table
+    assert "| median σ/|μ| | blob (N=10) | 0.900 (1) |" in table
+    assert "| mean σ | mle |" not in table

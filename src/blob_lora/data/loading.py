@@ -72,8 +72,20 @@ def load_split(
     if limit is not None and limit <= 0:
         raise ConfigError(f"limit must be a positive number of examples, got {limit}")
     plan = as_resplit(resplit) or spec.resplit
+    if options.dev is None and plan is None and spec.aliases:
+        split = spec.aliases.get(split, split)
     root = resolve_data_root(data_root if data_root is not None else options.data_root)
-    if plan is not None:
+    if options.dev is not None:
+        if split not in ("train", "validation"):
+            raise BlobLoraError(
+                f"dataset {spec.name!r} with a dev split has only train and validation "
+                f"(the dev part of its training data); there is no split {split!r}"
+            )
+        found, rows = _split_rows(spec, "train", plan, source, root)
+        rows, note = _resplit(rows, split, options.dev)
+        note = f"dataset {spec.name!r}: dev carve, {note} of the training data ({found.origin})"
+        logger.warning("%s", note)
+    elif plan is not None:
         if split not in ("train", "validation"):
             raise BlobLoraError(
                 f"dataset {spec.name!r} is re-split into train and validation; "
@@ -91,6 +103,17 @@ def load_split(
         keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
         examples = [examples[i] for i in keep]
     return SplitData(spec.name, split, examples, found.origin, note)
+
+
+def _split_rows(
+    spec: DatasetSpec, split: str, plan: Resplit | None, source: str, root: DataRoot
+) -> tuple[Found, list[Row]]:
+    """The rows of `split`, through a re-split when the spec has one."""
+    if plan is None:
+        found = _require(spec, split, source, root)
+        return found, found.rows
+    found = _require(spec, plan.source, source, root)
+    return found, _resplit(found.rows, split, plan)[0]
 
 
 def _require(spec: DatasetSpec, split: str, source: str, root: DataRoot) -> Found:

@@ -50,6 +50,7 @@ class DatasetSpec:
     olmo: str | None = None
     files: Mapping[str, str] | None = None
     resplit: Resplit | None = None
+    aliases: Mapping[str, str] | None = None  # a split name -> the split that serves it
     note: str = ""
 
     @property
@@ -189,6 +190,22 @@ REGISTRY: dict[str, DatasetSpec] = {
             hub_id="aps/super_glue",
             config="wic",
             local=("super_glue", "aps/super_glue"),
+        ),
+        DatasetSpec(
+            "trec",
+            TextFields(text="text", label="coarse_label"),
+            hub_id="CogComp/trec",
+            aliases={"validation": "test"},
+            note="6 coarse question classes; train (5452) and test (500) only: 'validation' "
+            "is the test split (10 of its questions also appear in train, as in the source)",
+        ),
+        DatasetSpec(
+            "ag-news",
+            TextFields(text="text", label="label"),
+            hub_id="fancyzhx/ag_news",
+            resplit=Resplit(source="test", eval_fraction=0.3, seed=1234),
+            note="4 topics; the local copy has only test (7600 rows): re-split 70/30 with seed "
+            "1234 into train (5320) and validation (2280)",
         ),
         _mmlu("mmlu-chem", "college_chemistry"),
         _mmlu("mmlu-phys", "college_physics"),

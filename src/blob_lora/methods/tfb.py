@@ -11,9 +11,12 @@ A trained LoRA ``dW = s B A`` becomes a BLoB layer without any training:
   at most ``tolerance`` against the mean model (bisection in log space, the noise seed
   fixed per evaluation so the criterion is a smooth function of beta).
 
-Differences from the authors' code, on purpose: the NLL criterion is a plain relative
-change (theirs also divides by the anchor-set size, so its threshold grows with the set),
-and the search is over a wide log-scale bracket instead of a linear one.
+``bisection="log"`` (ours): the NLL criterion is a plain relative change and the bisection
+runs over a wide log-scale bracket, returning the largest beta that passes.
+``bisection="authors"`` (their code): a linear bisection over [beta_min, beta_max]
+(0.001, 0.015 in their scripts) for ``max_iters`` steps; the criterion is the absolute
+relative NLL change *divided by the anchor-set size* (so threshold 0.003 allows a large
+change), and the result is the last beta that *failed* it, or beta_max when none did.
 
 The BLoB layers are built around the LoRA layers' own ``base`` modules, so base weights
 are shared, never copied; the result is a ``kind="blob"`` BlobModel over the same
@@ -38,6 +41,7 @@ from .base import Method, PostTrainContext
 log = logging.getLogger(__name__)
 
 METRICS = ("nll", "acc")
+BISECTIONS = ("log", "authors")
 ANCHOR_LABELS = ("pseudo", "true")
 _RANK_TOL = 1e-6  # singular values below this fraction of the largest get no noise
 
@@ -109,8 +113,13 @@ class TFB(Method):
     beta_min: float = 1e-4
     beta_max: float = 1.0
     max_iters: int = 8
+    bisection: str = "log"  # log (ours) | authors: see the module doc
 
     def __post_init__(self) -> None:
+        if self.bisection not in BISECTIONS:
+            raise ConfigError(
+                f"tfb bisection {self.bisection!r} is unknown; use one of {BISECTIONS}"
+            )
         if self.metric not in METRICS:
             raise ConfigError(f"tfb metric {self.metric!r} is unknown; use one of {METRICS}")
         if self.anchor_labels not in ANCHOR_LABELS:
@@ -146,6 +155,16 @@ class TFB(Method):
         if not batches:
             raise ConfigError("tfb needs a non-empty anchor set (anchor_size > 0)")
         labels, reference = self.reference(model, batches, context.class_logits)
+        if self.bisection == "authors":
+            n_anchor = sum(len(b) for b in labels)
+
+            def fails(beta: float) -> bool:
+                set_beta(model, inv_d, beta)
+                score = self.score(model, batches, context.class_logits, labels, context.seed)
+                change = abs(score.nll - reference.nll) / max(reference.nll, 1e-12)
+                return change / n_anchor > self.tolerance
+
+            return authors_bisection(fails, self.beta_min, self.beta_max, self.max_iters)
 
         def ok(beta: float) -> bool:
             set_beta(model, inv_d, beta)
@@ -202,6 +221,19 @@ class TFB(Method):
                 for batch in batches
             ]
         return _score(probs, labels)
+
+
+def authors_bisection(fails: Callable[[float], bool], low: float, high: float, iters: int) -> float:
+    """The authors' search: halve [low, high] `iters` times, keeping the last midpoint that
+    failed the criterion (and moving down from it); `high` if none failed."""
+    best = high
+    for _ in range(iters):
+        mid = (low + high) / 2
+        if fails(mid):
+            best = high = mid
+        else:
+            low = mid
+    return best
 
 
 def _score(probs: Iterable[torch.Tensor], labels: Iterable[torch.Tensor]) -> AnchorScore:

@@ -9,8 +9,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-METRICS = ("acc", "ece", "nll")
-LABELS = {"acc": "ACC (%) ↑", "ece": "ECE (%) ↓", "nll": "NLL ↓", "brier": "Brier ↓"}
+METRICS = ("acc", "ece", "nll", "sigma_mean", "sigma_ratio_median")
+LABELS = {
+    "acc": "ACC (%) ↑",
+    "ece": "ECE (%) ↓",
+    "nll": "NLL ↓",
+    "brier": "Brier ↓",
+    "sigma_mean": "mean σ",
+    "sigma_ratio_median": "median σ/|μ|",
+}
+DIGITS = {"nll": 3, "brier": 3, "sigma_mean": 4, "sigma_ratio_median": 3}
 
 
 def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -68,9 +76,23 @@ def markdown_table(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS)
         "| metric | method | " + " | ".join(datasets) + " |",
         "|---|---|" + "---|" * len(datasets),
     ]
+    majority: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        if "majority_acc" in row and row.get("n_samples", 0) == 0:
+            majority[row["dataset"]].append(float(row["majority_acc"]))
     for metric in metrics:
-        digits = 3 if metric in ("nll", "brier") else 2
+        digits = DIGITS.get(metric, 2)
+        if metric == "acc" and majority:
+            lines.append(
+                f"| {LABELS['acc']} | majority class | "
+                + " | ".join(mean_std_cell(majority.get(ds, []), 2) for ds in datasets)
+                + " |"
+            )
         for label in methods:
+            if metric.startswith("sigma") and not any(
+                (metric, label, ds) in cells for ds in datasets
+            ):
+                continue  # a method with no posterior has no sigma row
             row_cells = []
             for ds in datasets:
                 row_cells.append(mean_std_cell(cells.get((metric, label, ds), []), digits))

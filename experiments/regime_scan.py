@@ -1,0 +1,207 @@
+"""Choose each task's training budget on a dev split carved from its *training* data.
+
+    .venv/bin/python experiments/regime_scan.py run [--only mrpc:1e-3 ...]   # resumable
+    .venv/bin/python experiments/regime_scan.py report   # -> bench/results/regime.{json,md}
+
+One MLE run per (task, lr), long, with the dev split scored every `eval_every` steps: the
+learning curve (ACC, ECE, NLL against steps and epochs) in one run. The validation split
+is never read. A task is in a usable regime when MLE reaches at least 5 points above the
+dev majority class; the budget is the step count where dev NLL is lowest, rounded to the
+scan's grid (past it MLE grows overconfident: NLL rises while accuracy holds).
+
+The LR schedule of a scan decays over its whole length, so the curve at step t is not
+exactly a run of t steps; `report` says so, and the table's own runs confirm the choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "runs" / "regime"
+RESULTS = ROOT / "bench" / "results"
+MARGIN = 5.0  # points above the majority class that make a task "learned"
+
+# The encoder tier's shared settings: the paper preset's head (LoRA on the head's layers,
+# the rest frozen at its random init), batch 16, one thread.
+MINILM = {
+    "model": "minilm",
+    "batch_size": 16,
+    "max_length": 128,
+    "head": "lora",
+    "warmup_ratio": 0.06,
+    "save_every": 100,
+    "eval_batch_size": 64,
+    "group_by_length": True,
+    "eval_samples": [0],
+    "adapter": {"r": 8, "alpha": 8, "target_modules": ["query", "value"]},
+}
+BOOLQ = {"name": "boolq", "resplit": {"eval_fraction": 0.3, "seed": 1234}}
+TASKS = {
+    "mrpc": (MINILM, {"name": "mrpc"}),
+    "rte": (MINILM, {"name": "rte"}),
+    "boolq": (MINILM, BOOLQ),
+    "trec": (MINILM, {"name": "trec"}),
+    "ag-news": (MINILM, {"name": "ag-news"}),
+}
+SCANS = {  # task: (lrs, steps, eval_every)
+    "mrpc": ([1e-3], 1000, 100),
+    "trec": ([1e-3], 1000, 100),
+    "ag-news": ([1e-3], 1000, 100),
+    "rte": ([1e-3], 1000, 100),
+    "boolq": ([1e-3], 1000, 100),
+}
+DEV_FRACTION = 0.2
+
+
+def scan_dir(task: str, lr: float) -> Path:
+    return RUNS / f"{task}-lr{lr:g}"
+
+
+def dev_spec(task: str) -> dict:
+    return dict(TASKS[task][1]) | {"dev": DEV_FRACTION}
+
+
+def command(task: str, lr: float) -> list[str]:
+    base, _ = TASKS[task]
+    lrs, steps, every = SCANS[task]
+    settings = dict(base) | {
+        "dataset": dev_spec(task),
+        "method": "mle",
+        "lr": lr,
+        "max_steps": steps,
+        "eval_every": every,
+        "output_dir": str(scan_dir(task, lr)),
+    }
+    cmd = [str(ROOT / ".venv" / "bin" / "blob"), "train"]
+    for key, value in settings.items():
+        if key == "adapter":
+            cmd += [
+                arg for k, v in value.items() for arg in ("--set", f"adapter.{k}={json.dumps(v)}")
+            ]
+        else:
+            cmd += ["--set", f"{key}={json.dumps(value)}"]
+    if (scan_dir(task, lr) / "run_config.json").is_file():
+        cmd.append("--resume")
+    return cmd
+
+
+def jobs(only: list[str] | None) -> list[tuple[str, float]]:
+    out = [(t, lr) for t, (lrs, _, _) in SCANS.items() for lr in lrs]
+    if only:
+        out = [(t, lr) for t, lr in out if f"{t}:{lr:g}" in only or t in only]
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    env = os.environ | {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    failed = 0
+    for task, lr in jobs(args.only):
+        out = scan_dir(task, lr)
+        if (out / "results-final.json").is_file():
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"scan {task} lr {lr:g}", flush=True)
+        with open(out.parent / f"{out.name}.log", "a") as log:
+            code = subprocess.call(command(task, lr), cwd=ROOT, env=env, stdout=log, stderr=log)
+        failed += code != 0
+    return 1 if failed else 0
+
+
+def _majority(task: str) -> float:
+    from blob_lora.data import load_examples
+
+    labels = [e.label for e in load_examples(dev_spec(task), "validation")]
+    return 100.0 * max(Counter(labels).values()) / len(labels)
+
+
+def _n_train(task: str) -> int:
+    from blob_lora.data import load_examples
+
+    return len(load_examples(dev_spec(task), "train"))
+
+
+def curve(task: str, lr: float) -> list[dict]:
+    out = scan_dir(task, lr)
+    rows = []
+    log = out / "eval_log.jsonl"
+    if log.is_file():
+        rows += [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    final = out / "results-final.json"
+    if final.is_file():
+        last = json.loads(final.read_text())[0]
+        rows.append({"step": last["steps"], **last})
+    return rows
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    rows, md = [], []
+    for task in SCANS:
+        majority = _majority(task)
+        n_train = _n_train(task)
+        batch = TASKS[task][0]["batch_size"]
+        for lr in SCANS[task][0]:
+            points = curve(task, lr)
+            if not points:
+                continue
+            best = min(points, key=lambda p: p["nll"])
+            learned = best["acc"] >= majority + MARGIN
+            row = {
+                "model": TASKS[task][0]["model"],
+                "dataset": task,
+                "majority_acc": round(majority, 2),
+                "mle_dev_acc": round(best["acc"], 2),
+                "mle_dev_ece": round(best["ece"], 2),
+                "mle_dev_nll": round(best["nll"], 4),
+                "steps": best["step"],
+                "epochs": round(best["step"] * batch / n_train, 2),
+                "lr": lr,
+                "batch_size": batch,
+                "learned": learned,
+                "scan_steps": SCANS[task][1],
+                "curve": [
+                    {k: round(p[k], 4) for k in ("acc", "ece", "nll")} | {"step": p["step"]}
+                    for p in points
+                ],
+            }
+            rows.append(row)
+            md.append(
+                f"| {task} | {lr:g} | {majority:.1f} | {best['acc']:.1f} | {best['ece']:.2f} | "
+                f"{best['nll']:.3f} | {best['step']} | {row['epochs']:.1f} | "
+                f"{'yes' if learned else 'no'} |"
+            )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "regime.json").write_text(json.dumps(rows, indent=1) + "\n")
+    text = "\n".join(
+        [
+            "| task | lr | majority % | MLE dev ACC % | ECE % | NLL | steps | epochs | learned |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+            *md,
+        ]
+    )
+    print(text)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--only", nargs="*", help="task or task:lr")
+    sub.add_parser("report")
+    args = parser.parse_args()
+    return cmd_run(args) if args.command == "run" else cmd_report(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""Which KL schedule should be the default? Measured on dev splits carved from train.
+
+    .venv/bin/python experiments/schedule_check.py run [--only mrpc:budget ...]  # resumable
+    .venv/bin/python experiments/schedule_check.py report  # -> bench/results/schedule_check.*
+
+BLoB under each candidate, at the task's scan budget (experiments/regime_scan.py, same
+lr, steps and batch as the MLE scan, which is the MLE row here):
+
+- ``authors``: the authors' M (from gamma) and kl_lr, as their code runs at our budget;
+- ``budget``: the budget-aware plan, the authors' KL clock in this run (kl_plan.py);
+- ``budget-x0.25``: a quarter of that clock (less shrinkage of the means);
+- ``elbo``: one AdamW on NLL + KL/N for every parameter, G included.
+
+The default is the candidate with the lowest dev NLL at N=10 among those whose dev
+accuracy is within 1 point of the best candidate's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import regime_scan  # noqa: E402
+
+ROOT = regime_scan.ROOT
+RUNS = ROOT / "runs" / "schedule-check"
+RESULTS = ROOT / "bench" / "results"
+CANDIDATES = {
+    "authors": {"kl_plan": "authors"},
+    "budget": {"kl_plan": "budget"},
+    "budget-x0.25": {"kl_plan": "budget", "kl_clock_scale": 0.25},
+    "elbo": {"optim_scheme": "elbo", "kl_schedule": "elbo"},
+}
+TASKS = ["mrpc"]
+
+
+def out_dir(task: str, candidate: str) -> Path:
+    return RUNS / f"{task}-{candidate}"
+
+
+def command(task: str, candidate: str) -> list[str]:
+    lr = regime_scan.SCANS[task][0][0]
+    base = regime_scan.command(task, lr)
+    extra = {
+        "method": "blob",
+        "eval_every": 0,
+        "eval_samples": [0, 10],
+        "output_dir": str(out_dir(task, candidate)),
+        **CANDIDATES[candidate],
+    }
+    cmd = [a for a in base if a != "--resume"]
+    for key, value in extra.items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    if (out_dir(task, candidate) / "run_config.json").is_file():
+        cmd.append("--resume")
+    return cmd
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    env = os.environ | {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    failed = 0
+    for task in TASKS:
+        for cand in CANDIDATES:
+            if args.only and f"{task}:{cand}" not in args.only:
+                continue
+            out = out_dir(task, cand)
+            if (out / "results-final.json").is_file():
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            print(f"{task} {cand}", flush=True)
+            with open(out.parent / f"{out.name}.log", "a") as log:
+                code = subprocess.call(
+                    command(task, cand), cwd=ROOT, env=env, stdout=log, stderr=log
+                )
+            failed += code != 0
+    return 1 if failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    rows = []
+    for task in TASKS:
+        lr = regime_scan.SCANS[task][0][0]
+        mle = regime_scan.scan_dir(task, lr) / "results-final.json"
+        if mle.is_file():
+            r = json.loads(mle.read_text())[0]
+            rows.append({"task": task, "candidate": "mle", **r})
+        for cand in CANDIDATES:
+            final = out_dir(task, cand) / "results-final.json"
+            if final.is_file():
+                rows += [
+                    {"task": task, "candidate": cand, **r} for r in json.loads(final.read_text())
+                ]
+    lines = [
+        "| task | candidate | N | ACC % | ECE % | NLL | mean sigma | median sigma/abs(mu) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        sig = (
+            f"{r['sigma_mean']:.4f} | {r['sigma_ratio_median']:.3g}"
+            if "sigma_mean" in r
+            else "– | –"
+        )
+        lines.append(
+            f"| {r['task']} | {r['candidate']} | {r['n_samples']} | {r['acc']:.2f} | "
+            f"{r['ece']:.2f} | {r['nll']:.4f} | {sig} |"
+        )
+    for task in TASKS:
+        at10 = [r for r in rows if r["task"] == task and r["n_samples"] == 10]
+        if at10:
+            best_acc = max(r["acc"] for r in at10)
+            ok = [r for r in at10 if r["acc"] >= best_acc - 1.0]
+            pick = min(ok, key=lambda r: r["nll"])
+            lines.append(
+                f"\n{task}: lowest dev NLL at N=10 within 1 ACC point: **{pick['candidate']}**"
+            )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "schedule_check.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (RESULTS / "schedule_check.md").write_text(
+        "# KL schedule on dev splits (BLoB, MiniLM)\n\n" + "\n".join(lines) + "\n"
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--only", nargs="*", help="task:candidate")
+    sub.add_parser("report")
+    args = parser.parse_args()
+    return cmd_run(args) if args.command == "run" else cmd_report(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
