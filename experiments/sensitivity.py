@@ -1,0 +1,165 @@
+"""The follow-up study's sensitivity analysis, on classification: prior std x KL clock.
+
+    .venv/bin/python experiments/sensitivity.py run      # resumable; 9 BLoB runs on MRPC
+    .venv/bin/python experiments/sensitivity.py report   # -> bench/results/sensitivity.*
+
+A 3x3 grid on MRPC (dev split carved from train, the task's scan budget): the prior std
+beta in {0.1, 0.2, 0.3} x the budget-aware KL clock at 1/2x, 1x and 2x the authors'. In
+the authors' code gamma only sets the re-weighting cycle's length; what moves sigma is the
+clock (kl_lr x the KL weight the cycles put where the LR is high), so the clock is the
+axis here. A cell is marked as collapsed when the median sigma/|mu| ends above
+posterior_stats.COLLAPSE_RATIO (the KL pulled the means to ~0), and as not formed when
+the mean sigma ends under 2x its init.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import regime_scan  # noqa: E402
+
+ROOT = regime_scan.ROOT
+RUNS = ROOT / "runs" / "sensitivity"
+RESULTS = ROOT / "bench" / "results"
+TASK = "mrpc"
+BETAS = (0.1, 0.2, 0.3)
+SCALES = (0.5, 1.0, 2.0)
+
+
+def out_dir(beta: float, scale: float) -> Path:
+    return RUNS / f"{TASK}-beta{beta:g}-clock{scale:g}"
+
+
+def command(beta: float, scale: float) -> list[str]:
+    lr = regime_scan.SCANS[TASK][0][0]
+    cmd = [a for a in regime_scan.command(TASK, lr) if a != "--resume"]
+    extra = {
+        "method": "blob",
+        "eval_every": 0,
+        "eval_samples": [0, 10],
+        "kl_plan": "budget",
+        "kl_clock_scale": scale,
+        "adapter.prior_std": beta,
+        "output_dir": str(out_dir(beta, scale)),
+    }
+    for key, value in extra.items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    if (out_dir(beta, scale) / "run_config.json").is_file():
+        cmd.append("--resume")
+    return cmd
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    env = os.environ | {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    failed = 0
+    for beta in BETAS:
+        for scale in SCALES:
+            out = out_dir(beta, scale)
+            if (out / "results-final.json").is_file():
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            print(f"beta {beta:g} clock x{scale:g}", flush=True)
+            with open(out.parent / f"{out.name}.log", "a") as log:
+                code = subprocess.call(
+                    command(beta, scale), cwd=ROOT, env=env, stdout=log, stderr=log
+                )
+            failed += code != 0
+    return 1 if failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from blob_lora.kl_plan import init_sigma_mean
+    from blob_lora.posterior_stats import COLLAPSE_RATIO, FORMED_FACTOR
+
+    sigma0 = init_sigma_mean(0.05)
+    rows, curves = [], {}
+    for beta in BETAS:
+        for scale in SCALES:
+            out = out_dir(beta, scale)
+            final = out / "results-final.json"
+            if not final.is_file():
+                continue
+            log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+            curves[(beta, scale)] = log
+            for r in json.loads(final.read_text()):
+                state = "formed"
+                if r["sigma_ratio_median"] > COLLAPSE_RATIO:
+                    state = "collapsed"
+                elif r["sigma_mean"] < FORMED_FACTOR * sigma0:
+                    state = "not formed"
+                rows.append({"beta": beta, "clock_scale": scale, "state": state, **r})
+    lines = [
+        "| beta | clock | N | ACC % | ECE % | NLL | mean sigma | median sigma/abs(mu) | posterior |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['beta']:g} | {r['clock_scale']:g}x | {r['n_samples']} | {r['acc']:.2f} | "
+            f"{r['ece']:.2f} | {r['nll']:.4f} | {r['sigma_mean']:.4f} | "
+            f"{r['sigma_ratio_median']:.3g} | {r['state']} |"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "sensitivity.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (RESULTS / "sensitivity.md").write_text(
+        "# Sensitivity: prior std x KL clock (BLoB, MiniLM, MRPC dev)\n\n"
+        + "\n".join(lines)
+        + "\n\n![KL and sigma curves](sensitivity.png)\n"
+    )
+    _plot(curves, RESULTS / "sensitivity.png")
+    print("\n".join(lines))
+    return 0
+
+
+def _plot(curves: dict, path: Path) -> None:
+    if not curves:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for (beta, scale), log in sorted(curves.items()):
+        steps = [r["step"] for r in log]
+        label = f"beta {beta:g}, clock {scale:g}x"
+        style = {0.5: ":", 1.0: "-", 2.0: "--"}[scale]
+        color = {0.1: "tab:blue", 0.2: "tab:orange", 0.3: "tab:green"}[beta]
+        axes[0].plot(steps, [r["kl"] for r in log], style, color=color, label=label)
+        axes[1].plot(steps, [r["sigma_ratio_median"] for r in log], style, color=color)
+        axes[2].plot(steps, [r["sigma_mean"] for r in log], style, color=color)
+    axes[0].set_ylabel("KL (nats)")
+    axes[0].set_yscale("log")
+    axes[1].set_ylabel("median sigma/|mu|")
+    axes[1].set_yscale("log")
+    axes[1].axhline(10.0, color="grey", lw=0.8)
+    axes[2].set_ylabel("mean sigma")
+    for ax in axes:
+        ax.set_xlabel("step")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run")
+    sub.add_parser("report")
+    args = parser.parse_args()
+    return cmd_run(args) if args.command == "run" else cmd_report(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
