@@ -44,7 +44,12 @@ RUNS = ROOT / "runs" / "paper-table"
 TIERS = {
     "minilm": ROOT / "configs" / "table-minilm.yaml",
     "gemma": ROOT / "configs" / "table-gemma.yaml",
+    # the re-run where the models learn and the posterior forms (issue 13)
+    "minilm-regime": ROOT / "configs" / "table-regime-minilm.yaml",
 }
+# what `run`, `status` and `report` do without --tiers: the current table (the first one,
+# 150 steps where the models barely learned, stays reproducible with --tiers minilm gemma)
+DEFAULT_TIERS = ["minilm-regime"]
 METHODS = ("mle", "map", "mcd", "ens", "bbb", "la", "blob", "tfb")
 POST_HOC = ("la", "tfb")  # fitted on the MLE run's adapter
 # Ensemble member 0 trains with the run's seed exactly as the MLE run does (same settings,
@@ -378,7 +383,13 @@ def _grid(rows: list[dict], columns: list[str], column_key: str, metrics: list[s
         "|---|---|" + "---|" * len(columns),
     ]
     for metric in metrics:
-        digits = 3 if metric in ("nll", "brier") or metric.startswith("auroc") else 2
+        digits = 3 if metric in ("nll", "brier") or metric.startswith(("auroc", "sigma_r")) else 2
+        digits = 4 if metric == "sigma_mean" else digits
+        if metric == "acc" and any("majority_acc" in r for r in rows):
+            cells = [
+                mean_std_cell(_majority(groups[col]), 2, planned=len(SEEDS)) for col in columns
+            ]
+            lines.append(f"| {METRIC_LABELS['acc']} | majority class | " + " | ".join(cells) + " |")
         for label in LABELS:
             cells = [
                 mean_std_cell(
@@ -395,7 +406,16 @@ def _grid(rows: list[dict], columns: list[str], column_key: str, metrics: list[s
     return lines
 
 
+def _majority(by_label: dict[str, list[dict]]) -> list[float]:
+    """The majority-class accuracy of each seed's evaluation set (one value per seed)."""
+    per_seed = {
+        r["seed"]: r["majority_acc"] for rs in by_label.values() for r in rs if "majority_acc" in r
+    }
+    return list(per_seed.values())
+
+
 METRIC_LABELS = {
+    "sigma_mean": "mean σ", "sigma_ratio_median": "median σ/|μ|",
     "acc": "ACC (%) ↑", "ece": "ECE (%) ↓", "nll": "NLL ↓", "brier": "Brier ↓",
     "auroc_max_prob": "AUROC max-prob ↑", "auroc_entropy": "AUROC entropy ↑",
     "auroc_mutual_information": "AUROC MI ↑",
@@ -420,8 +440,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         "nll",
         "brier",
     )
+    optional = ("majority_acc", "sigma_mean", "sigma_ratio_median")  # newer runs carry them
     table_rows = [
-        {k: r[k] for k in keep} | {"tier": r["tier"], "trained_on": r["trained_on"], **meta}
+        {k: r[k] for k in keep}
+        | {k: r[k] for k in optional if k in r}
+        | {"tier": r["tier"], "trained_on": r["trained_on"], **meta}
         for r in rows
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -450,10 +473,12 @@ def cmd_report(args: argparse.Namespace) -> int:
             "",
             f"{spec.get('note', '').strip()}",
             "",
-            f"Settings (every method): {s.get('max_steps')} steps, batch {s.get('batch_size')}, "
+            f"Settings (every method): {s.get('max_steps') or 'per task'} steps, "
+            f"batch {s.get('batch_size')}, protocol {s.get('protocol', 'default')}, "
             f"max length {s.get('max_length')}, lr {s.get('lr')}, adapter {s.get('adapter')}, "
             f"precision {s.get('precision', 'fp32')}"
             + (", batches grouped by length" if s.get("group_by_length") else "")
+            + (f", kl_plan {s['kl_plan']}" if s.get("kl_plan") else "")
             + ".",
             *_task_notes(spec["tasks"]),
             "",
@@ -465,6 +490,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         ]
         columns = [c for c in spec["tasks"] if any(r["trained_on"] == c for r in ind)]
         md += _grid(ind, columns, "trained_on", ["acc", "ece", "nll"])
+        if any("sigma_mean" in r for r in ind):
+            md += [
+                "",
+                "Posterior of the Bayesian methods (read before the calibration numbers):",
+                "",
+            ]
+            md += _grid(ind, columns, "trained_on", ["sigma_mean", "sigma_ratio_median"])
         for task_key, task in spec["tasks"].items():
             ood_sets = list(task.get("eval_datasets") or [])
             if not ood_sets:
@@ -695,7 +727,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["run", "status", "report"])
-    parser.add_argument("--tiers", nargs="+", default=list(TIERS), choices=list(TIERS))
+    parser.add_argument("--tiers", nargs="+", default=DEFAULT_TIERS, choices=list(TIERS))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument(

@@ -44,7 +44,7 @@ def out_dir(task: str, candidate: str) -> Path:
 
 
 def command(task: str, candidate: str) -> list[str]:
-    lr = regime_scan.SCANS[task][0][0]
+    lr = next(iter(regime_scan.SCANS[task]))
     base = regime_scan.command(task, lr)
     extra = {
         "method": "blob",
@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     rows = []
     for task in TASKS:
-        lr = regime_scan.SCANS[task][0][0]
+        lr = next(iter(regime_scan.SCANS[task]))
         mle = regime_scan.scan_dir(task, lr) / "results-final.json"
         if mle.is_file():
             r = json.loads(mle.read_text())[0]

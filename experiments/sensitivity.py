@@ -37,7 +37,7 @@ def out_dir(beta: float, scale: float) -> Path:
 
 
 def command(beta: float, scale: float) -> list[str]:
-    lr = regime_scan.SCANS[TASK][0][0]
+    lr = next(iter(regime_scan.SCANS[TASK]))
     cmd = [a for a in regime_scan.command(TASK, lr) if a != "--resume"]
     extra = {
         "method": "blob",

@@ -116,6 +116,12 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
                             "ece": 5.0,
                             "nll": 0.6,
                             "brier": 0.4,
+                            "majority_acc": 52.0 + seed,
+                            **(
+                                {"sigma_mean": 0.03, "sigma_ratio_median": 0.5 + seed}
+                                if method == "blob"
+                                else {}
+                            ),
                         }  # fmt: skip
                     )
                     sharp = 8.0 if ds == "rte" else 1.0  # OOD inputs: flatter predictions
@@ -131,6 +137,10 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     assert "| ACC (%) ↑ | mle | 65.00 ± 7.07 (2) |" in md
     assert "| ACC (%) ↑ | blob (N=10) | 75.00 ± 7.07 (2) |" in md
     assert "Machine time of the finished runs of this tier: 0.40 h" in md  # 4 x 720 s x 1/2
+    # the majority class beside the methods, and the posterior before the calibration
+    assert "| ACC (%) ↑ | majority class | 52.50 ± 0.71 (2) |" in md
+    assert "| median σ/|μ| | blob (N=10) | 1.000 ± 0.707 (2) |" in md
+    assert "| mean σ | mle |" not in md
     png = tier / "results" / "paper_table_tiny.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "(paper_table_tiny.png)" in md
     # the claims: equal ECE/NLL tie at rank 1 of 2; N=10 is 10 points above MLE, not within 1
@@ -138,6 +148,8 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     table = json.loads((tier / "results" / "paper_table.json").read_text())
     assert len(table) == 2 * (2 + 4)
     assert {r["trained_on"] for r in table} == {"rte"}
+    assert all("majority_acc" in r for r in table)
+    assert all(("sigma_mean" in r) == (r["method"] == "blob") for r in table)
     detection = json.loads((tier / "results" / "paper_table_ood_detection.json").read_text())
     blob10 = [d for d in detection if d["method"] == "blob" and d["n_samples"] == 10]
     assert len(blob10) == 2 and all(d["auroc_entropy"] > 0.8 for d in blob10)
