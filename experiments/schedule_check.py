@@ -8,7 +8,8 @@ lr, steps and batch as the MLE scan, which is the MLE row here):
 
 - ``authors``: the authors' M (from gamma) and kl_lr, as their code runs at our budget;
 - ``budget``: the budget-aware plan, the authors' KL clock in this run (kl_plan.py);
-- ``budget-x0.25``: a quarter of that clock (less shrinkage of the means);
+- ``budget-x0.25``, ``budget-x0.1``: a quarter, a tenth of that clock (less shrinkage of
+  the means; a tenth is about the clock the authors' own M and kl_lr give this run);
 - ``elbo``: one AdamW on NLL + KL/N for every parameter, G included.
 
 The default is the candidate with the lowest dev NLL at N=10 among those whose dev
@@ -34,6 +35,7 @@ CANDIDATES = {
     "authors": {"kl_plan": "authors"},
     "budget": {"kl_plan": "budget"},
     "budget-x0.25": {"kl_plan": "budget", "kl_clock_scale": 0.25},
+    "budget-x0.1": {"kl_plan": "budget", "kl_clock_scale": 0.1},
     "elbo": {"optim_scheme": "elbo", "kl_schedule": "elbo"},
 }
 TASKS = ["mrpc"]

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from blob_lora import ConfigError
@@ -63,3 +65,33 @@ def test_the_kl_plan_chooses_kl_lr_and_the_cycle_unless_told_not_to():
     assert load_run_config(None, ["kl_cycle=50"]).kl_plan == "authors"
     old = {k: v for k, v in RunConfig().to_dict().items() if k not in ("kl_plan", "kl_clock_scale")}
     assert RunConfig.from_dict(old | {"kl_lr": 0.002}).kl_plan == "authors"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("lr=abc", "lr must be float, got 'abc' (str)"),
+        ("max_steps=5.5", "max_steps must be int, got 5.5"),
+        ("seed=true", "seed must be int, got True"),
+        ("max_steps=-5", "max_steps must be >= 0, got -5"),
+        ("max_length=0", "max_length must be >= 8"),
+        ("batch_size=0", "batch_size must be >= 1"),
+        ("warmup_ratio=1", "warmup_ratio must be >= 0 and < 1"),
+        ("optim_scheme=sgd", "optim_scheme 'sgd' is unknown; use one of authors, elbo"),
+        ("head=none", "head 'none' is unknown"),
+        ("eval_samples=[0, -1]", "eval_samples must be >= 0"),
+        ("eval_datasets=rte", "eval_datasets must be list[str]"),
+    ],
+)
+def test_every_key_is_checked_for_type_range_and_choice(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_run_config(None, [override])
+
+
+def test_ints_are_taken_where_floats_go_and_the_choices_match_the_optimizer():
+    from blob_lora.optim import SCHEMES
+    from blob_lora.run_config import OPTIM_SCHEMES
+
+    cfg = load_run_config(None, ["lr=1", "weight_decay=0"])
+    assert isinstance(cfg.lr, float) and isinstance(cfg.weight_decay, float)
+    assert OPTIM_SCHEMES == SCHEMES

@@ -1,27 +1,47 @@
-"""blob-lora: Bayesian LoRA (BLoB) fine-tuning for transformers models."""
+"""blob-lora: Bayesian LoRA (BLoB) fine-tuning for transformers models.
 
-from .adapter_io import export_peft, from_peft, load_adapter, save_adapter
-from .adapter_model import BlobModel, get_blob_model
-from .config import AdapterConfig
+The public names load on first use (PEP 562), so `blob --help` and the config checks run
+without importing torch and transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .errors import BlobLoraError, CheckpointError, ConfigError
-from .kl_schedule import KLSchedule
-from .optim import AdapterOptimizer, OptimConfig
-from .predictive import predictive_probs
 
-__all__ = [
-    "AdapterConfig",
-    "AdapterOptimizer",
+_LAZY = {
+    "export_peft": "adapter_io",
+    "from_peft": "adapter_io",
+    "load_adapter": "adapter_io",
+    "save_adapter": "adapter_io",
+    "BlobModel": "adapter_model",
+    "get_blob_model": "adapter_model",
+    "AdapterConfig": "config",
+    "KLSchedule": "kl_schedule",
+    "AdapterOptimizer": "optim",
+    "OptimConfig": "optim",
+    "predictive_probs": "predictive",
+}
+
+__all__ = [  # noqa: RUF022 - the lazy names, then the errors loaded with the package
+    *_LAZY,
     "BlobLoraError",
-    "BlobModel",
     "CheckpointError",
     "ConfigError",
-    "KLSchedule",
-    "OptimConfig",
-    "export_peft",
-    "from_peft",
-    "get_blob_model",
-    "load_adapter",
-    "predictive_probs",
-    "save_adapter",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'blob_lora' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

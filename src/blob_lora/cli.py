@@ -37,12 +37,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0, or argparse's one-line error naming the flag."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; use 0 or more")
+    return value
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained run on other datasets (OOD protocol)")
     p.add_argument("run_dir", help="a directory written by `blob train`")
     p.add_argument("--datasets", nargs="+", help="datasets to evaluate on (default: the run's)")
-    p.add_argument("--samples", nargs="+", type=int, help="N values, 0 = posterior mean")
-    p.add_argument("--limit", type=int, help="evaluate only the first K examples of each set")
+    p.add_argument("--samples", nargs="+", type=_count, help="N values, 0 = posterior mean")
+    p.add_argument(
+        "--limit", type=_count, help="evaluate only K examples of each set (a seeded subset)"
+    )
     p.add_argument("--tag", default="eval", help="name of the results file: results-TAG.json")
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,40 @@ import yaml
 from .config import AdapterConfig
 from .errors import ConfigError
 from .kl_plan import PLANS as KL_PLANS
+from .kl_schedule import KINDS as KL_KINDS
 from .protocol import apply_protocol
 
 PRECISIONS = ("fp32", "bf16")
+OPTIM_SCHEMES = ("authors", "elbo")  # optim.SCHEMES (kept here: no torch import to check a config)
+CHOICES = {
+    "task": ("auto", "choice", "classification"),
+    "optim_scheme": OPTIM_SCHEMES,
+    "head": ("train", "lora", "frozen"),
+    "kl_schedule": (None, *KL_KINDS),
+    "precision": PRECISIONS,
+}
+# (lowest, highest allowed, whether the lowest itself is allowed)
+RANGES = {
+    "seed": (0, None, True),
+    "max_steps": (0, None, True),
+    "batch_size": (1, None, True),
+    "grad_accum": (1, None, True),
+    "eval_batch_size": (1, None, True),
+    "lr": (0, None, False),
+    "kl_lr": (0, None, True),
+    "weight_decay": (0, None, True),
+    "warmup_ratio": (0, 1, True),
+    "max_grad_norm": (0, None, False),
+    "adam_eps": (0, None, False),
+    "gamma": (0, None, False),
+    "kl_cycle": (1, None, True),
+    "max_length": (8, None, True),
+    "train_limit": (1, None, True),
+    "eval_limit": (1, None, True),
+    "eval_every": (0, None, True),
+    "save_every": (0, None, True),
+    "anchor_size": (1, None, True),
+}
 
 
 @dataclass
@@ -102,10 +135,22 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"precision {self.precision!r} is unknown; use one of {', '.join(PRECISIONS)}"
-            )
+        _check_types(self)
+        for key, allowed in CHOICES.items():
+            value = getattr(self, key)
+            if value not in allowed:
+                names = ", ".join(str(a) for a in allowed if a is not None)
+                raise ConfigError(f"{key} {value!r} is unknown; use one of {names}")
+        for key, (low, high, closed) in RANGES.items():
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if value < low or (value == low and not closed) or (high is not None and value >= high):
+                bound = f">= {low}" if closed else f"> {low}"
+                bound += f" and < {high}" if high is not None else ""
+                raise ConfigError(f"{key} must be {bound}, got {value!r}")
+        if any(n < 0 for n in self.eval_samples or []):
+            raise ConfigError(f"eval_samples must be >= 0 (0: the mean), got {self.eval_samples}")
         if self.kl_plan not in KL_PLANS:
             raise ConfigError(
                 f"kl_plan {self.kl_plan!r} is unknown; use one of {', '.join(KL_PLANS)}"
@@ -137,7 +182,7 @@ class RunConfig:
             data["kl_plan"] = "authors"
         if isinstance(data.get("dataset"), dict):
             data["dataset"] = _spec_text(data["dataset"])
-        if data.get("eval_datasets"):
+        if isinstance(data.get("eval_datasets"), list):
             data["eval_datasets"] = [_spec_text(d) for d in data["eval_datasets"]]
         run = cls(**data)
         if isinstance(adapter, AdapterConfig):
@@ -152,6 +197,48 @@ class RunConfig:
                 )
             run.adapter = AdapterConfig.from_dict(base | adapter)
         return run
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_args(tp):
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", str(tp))
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _check_types(cfg: RunConfig) -> None:
+    """Every key of the right type, named with the type it needs (ints stay ints: a
+    float where an int goes is an error, an int where a float goes is taken)."""
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(cfg):
+        if f.name == "adapter":
+            continue
+        value, tp = getattr(cfg, f.name), hints[f.name]
+        if not _matches(value, tp):
+            raise ConfigError(
+                f"{f.name} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+            )
+        if tp is float or float in typing.get_args(tp):
+            if isinstance(value, int) and not isinstance(value, bool):
+                setattr(cfg, f.name, float(value))
 
 
 def _spec_text(spec: Any) -> Any:
