@@ -4,4 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# lint and format first: a one-second check that fails before a 10-minute suite
+.venv/bin/ruff check src tests bench experiments
+.venv/bin/ruff format --check src tests bench experiments
 exec .venv/bin/python -m pytest "$@"

@@ -448,3 +448,19 @@ def test_the_paper_protocol_trains_lora_on_the_head_with_flipout_noise(tmp_path)
     assert {layer.noise.resolve(True) for layer in layers} == {"flipout"}
     out = Runner(cfg).train()
     assert out["results"][0]["method"] == "blob"
+
+
+def test_resume_on_a_finished_run_changes_nothing_and_on_an_empty_dir_says_so(tmp_path, capsys):
+    cfg = _cfg(tmp_path, method="mle", save_every=0, eval_samples=[0])
+    first = Runner(cfg).train(resume=True)
+    assert "holds no run yet; starting a new one" in capsys.readouterr().out
+    run = tmp_path / "run"
+    stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    again = Runner(cfg).train(resume=True)
+    assert "is a finished run" in capsys.readouterr().out
+    assert again["results"] == first["results"]
+    assert stamps == {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match="different config"):
+        Runner(_cfg(tmp_path, method="mle", save_every=0, eval_samples=[0], lr=1e-3)).train(
+            resume=True
+        )

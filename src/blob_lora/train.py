@@ -231,21 +231,10 @@ class Runner:
                 f"{self.out} already holds a run; pass --resume to continue it or choose "
                 "another output_dir"
             )
+        if resume and not saved.exists() and self.acc.is_main_process:
+            print(f"--resume: {self.out} holds no run yet; starting a new one", flush=True)
         if resume and saved.exists():
-            # output_dir is where the run is, not what it is: a moved run resumes
-            # read through RunConfig: keys added since the run was written take defaults
-            previous = _as_saved(RunConfig.from_dict(json.loads(saved.read_text())))
-            current = _as_saved(cfg)
-            changed = sorted(
-                k
-                for k in set(previous) | set(current)
-                if k != "output_dir" and previous.get(k) != current.get(k)
-            )
-            if changed:
-                raise ConfigError(
-                    f"--resume with a different config (changed: {changed}); resume with the "
-                    f"config saved in {saved}"
-                )
+            self.check_resumable(saved)
         self.acc.wait_for_everyone()  # every process checked before process 0 writes below
         self.setup = build_setup(cfg)
         self.setup.model.to(self.acc.device)  # also for paths that never train (post-hoc)
@@ -265,6 +254,38 @@ class Runner:
             if self.kl_plan is not None and self.setup.model.is_bayesian:
                 print(self.kl_plan.describe(), flush=True)
                 _write_json(self.out / KL_PLAN, _plan_dict(self.kl_plan))
+
+    def check_resumable(self, saved: Path) -> None:
+        """--resume continues the same run: the config it was started with (output_dir
+        aside: a moved run resumes), read through RunConfig so keys added since take their
+        defaults."""
+        previous = _as_saved(RunConfig.from_dict(json.loads(saved.read_text())))
+        current = _as_saved(self.cfg)
+        changed = sorted(
+            k
+            for k in set(previous) | set(current)
+            if k != "output_dir" and previous.get(k) != current.get(k)
+        )
+        if changed:
+            raise ConfigError(
+                f"--resume with a different config (changed: {changed}); resume with the "
+                f"config saved in {saved}"
+            )
+
+    def finished(self) -> dict[str, Any] | None:
+        """A resumed run that already ended: its results, unchanged (None otherwise)."""
+        saved, done = self.out / RUN_CONFIG, self.out / "results-final.json"
+        if not (saved.is_file() and done.is_file()):
+            return None
+        self.check_resumable(saved)
+        rows = json.loads(done.read_text())
+        if self.acc.is_main_process:
+            print(
+                f"{self.out} is a finished run (results-final.json): nothing to resume; "
+                "`blob eval` re-evaluates it",
+                flush=True,
+            )
+        return {"steps": rows[0]["steps"] if rows else self.cfg.max_steps, "results": rows}
 
     def family(self) -> str:
         from .tasks import ClassificationTask
@@ -303,6 +324,8 @@ class Runner:
     # -- training ---------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict[str, Any]:
         """Train (every ensemble member), run the method's post-hoc step, evaluate."""
+        if resume and (done := self.finished()) is not None:
+            return done
         self.prepare(resume)
         cfg, setup = self.cfg, self.setup
         if not setup.train_examples:
@@ -446,6 +469,8 @@ class Runner:
             latest = latest_checkpoint(ckpt_dir)
             if latest is not None:
                 step = self._restore(latest, optimizer)
+            elif acc.is_main_process:
+                print(f"--resume: no checkpoint in {ckpt_dir}; training from step 0", flush=True)
             if acc.is_main_process:
                 _truncate_log(log_path, step)
                 _truncate_log(sigma_path, step)
@@ -674,7 +699,7 @@ class Runner:
             examples = setup.eval_examples[name]
             at_mean = None
             for n in samples:
-                probs, labels, mi = self.predict(examples, n)
+                probs, labels, mi = self.predict(examples, n, desc=f"eval {dataset_label(name)}")
                 if not self.acc.is_main_process:
                     continue
                 if n == 0:
@@ -704,7 +729,7 @@ class Runner:
 
     @torch.no_grad()
     def predict(
-        self, examples: list, n_samples: int
+        self, examples: list, n_samples: int, desc: str = "eval"
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(probs, labels, mutual information) for every example, sharded over processes
         and gathered back in order, none dropped."""
@@ -715,6 +740,14 @@ class Runner:
         mine.sort(key=lambda j: text_size(examples[j]))  # similar lengths: less padding
         out: list[tuple[int, list[float], int, float]] = []
         bs = self.cfg.eval_batch_size
+        bar = tqdm(
+            total=len(mine),
+            desc=f"{desc} N={n_samples}",
+            unit="ex",
+            disable=not acc.is_main_process,
+            dynamic_ncols=True,
+            leave=False,
+        )
         for i in range(0, len(mine), bs):
             idx = mine[i : i + bs]
             batch = self._to_device(setup.task.collate([examples[j] for j in idx]))
@@ -725,11 +758,13 @@ class Runner:
                     n_samples,
                 )
             probs = probs.float()
+            bar.update(len(idx))
             mi = _mutual_information(samples.float().cpu())
             for j, p, y, m in zip(
                 idx, probs.cpu().tolist(), batch["labels"].cpu().tolist(), mi.tolist(), strict=True
             ):
                 out.append((j, p, y, m))
+        bar.close()
         if acc.num_processes > 1:
             from accelerate.utils import gather_object
 

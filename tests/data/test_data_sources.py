@@ -135,3 +135,14 @@ def test_hub_source_is_used_when_online(tmp_path, monkeypatch) -> None:
     assert data.origin == "hub nyu-mll/glue (rte)" and data.examples[0].id == "7"
     with pytest.raises(ConfigError, match="source 'web'"):
         load_examples("rte", "train", source="web")
+
+
+def test_a_file_that_is_not_utf8_names_the_line_and_byte(tmp_path):
+    from blob_lora.data.readers import read_rows
+
+    path = tmp_path / "mine.jsonl"
+    path.write_bytes(b'{"text": "ok", "label": 0}\n{"text": "caf\xe9", "label": 1}\n')
+    with pytest.raises(
+        BlobLoraError, match=r"mine.jsonl:2: byte 0xe9 at file offset 40 is not UTF-8"
+    ):
+        read_rows(path)

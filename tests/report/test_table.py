@@ -57,3 +57,21 @@ def test_the_table_shows_the_majority_class_and_sigma_rows_for_bayesian_methods(
     assert "| mean σ | blob (N=10) | 0.0310 (1) |" in table
     assert "| median σ/|μ| | blob (N=10) | 0.900 (1) |" in table
     assert "| mean σ | mle |" not in table
+
+
+def test_report_inputs_that_hold_no_results_are_one_line_errors(tmp_path):
+    import pytest
+
+    from blob_lora.errors import BlobLoraError
+    from blob_lora.report.table import load_rows
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    (tmp_path / "broken.json").write_text("{not json")
+    for name, message in (
+        ("empty", "holds no results"),
+        ("other.json", "is not a results file: its rows need dataset, method"),
+        ("broken.json", "is not a results file (not JSON"),
+    ):
+        with pytest.raises(BlobLoraError, match=message):
+            load_rows([tmp_path / name])

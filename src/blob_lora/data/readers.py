@@ -28,15 +28,34 @@ def read_rows(path: str | Path) -> list[Row]:
         )
     if not path.is_file():
         raise BlobLoraError(f"data file {path} does not exist")
-    if fmt == "jsonl":
-        return _read_jsonl(path)
-    if fmt == "json":
-        rows = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise BlobLoraError(f"{path}: a .json data file must hold a list of objects")
-        return rows
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ","))
+    try:
+        if fmt == "jsonl":
+            return _read_jsonl(path)
+        if fmt == "json":
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise BlobLoraError(f"{path}: a .json data file must hold a list of objects")
+            return rows
+        with path.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ","))
+    except UnicodeDecodeError as err:
+        raise BlobLoraError(_not_utf8(path, err)) from None
+
+
+def _not_utf8(path: Path, err: UnicodeDecodeError) -> str:
+    """Where the first byte that is not UTF-8 sits: line and byte offset in the file."""
+    data = path.read_bytes()
+    offset = 0
+    for line_no, line in enumerate(data.splitlines(keepends=True), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return (
+                f"{path}:{line_no}: byte {line[bad.start]:#04x} at file offset "
+                f"{offset + bad.start} is not UTF-8; save the file as UTF-8"
+            )
+        offset += len(line)
+    return f"{path}: not UTF-8 ({err.reason}); save the file as UTF-8"
 
 
 def _read_jsonl(path: Path) -> list[Row]:

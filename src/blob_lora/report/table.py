@@ -21,18 +21,38 @@ LABELS = {
 DIGITS = {"nll": 3, "brier": 3, "sigma_mean": 4, "sigma_ratio_median": 3}
 
 
+REQUIRED = ("dataset", "method")
+
+
 def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Result rows from run directories (results-final.json) or JSON/JSONL row files."""
+    """Result rows from run directories (results-final.json) or JSON/JSONL row files; a
+    path that holds none is a one-line error naming it."""
+    from ..errors import BlobLoraError
+
     rows: list[dict[str, Any]] = []
     for path in map(Path, paths):
+        given = path
         if path.is_dir():
             path = path / "results-final.json"
-        text = path.read_text()
-        if path.suffix == ".jsonl":
-            rows.extend(json.loads(line) for line in text.splitlines() if line.strip())
-        else:
-            data = json.loads(text)
-            rows.extend(data if isinstance(data, list) else [data])
+        if not path.is_file():
+            raise BlobLoraError(
+                f"{given} holds no results: give run directories (with results-final.json) "
+                "or results JSON files"
+            )
+        try:
+            text = path.read_text()
+            if path.suffix == ".jsonl":
+                found = [json.loads(line) for line in text.splitlines() if line.strip()]
+            else:
+                data = json.loads(text)
+                found = data if isinstance(data, list) else [data]
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise BlobLoraError(f"{path} is not a results file (not JSON: {err})") from None
+        if not found or not all(isinstance(r, dict) and set(REQUIRED) <= set(r) for r in found):
+            raise BlobLoraError(
+                f"{path} is not a results file: its rows need {', '.join(REQUIRED)} and metrics"
+            )
+        rows.extend(found)
     return rows
 
 
