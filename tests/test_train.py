@@ -464,3 +464,20 @@ def test_resume_on_a_finished_run_changes_nothing_and_on_an_empty_dir_says_so(tm
         Runner(_cfg(tmp_path, method="mle", save_every=0, eval_samples=[0], lr=1e-3)).train(
             resume=True
         )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"dataset": "obqa"}, "holds multiple-choice questions and the task is classification"),
+        ({"dataset": "obqa", "task": "choice"}, "model 'minilm' is an encoder"),
+        ({"eval_datasets": ["arc-c"]}, "dataset 'arc-c' holds multiple-choice questions"),
+        ({"task": "choice", "model": "gemma-270m"}, "dataset 'rte' holds texts with labels"),
+    ],
+)
+def test_a_dataset_task_or_model_that_do_not_fit_are_refused_before_loading(
+    tmp_path, settings, message
+):
+    with pytest.raises(ConfigError, match=message):
+        Runner(_cfg(tmp_path, **settings)).train()
+    assert not (tmp_path / "run").exists()

@@ -125,6 +125,7 @@ def build_setup(
 
     method = get_method(cfg.method, cfg.method_options)
     kind = resolve_task_kind(cfg)
+    check_compatible(cfg, kind)
     # a classifier's label count comes from the training data, also when only evaluating
     # (an evaluation slice may miss the highest label)
     train_examples = (
@@ -151,6 +152,34 @@ def build_setup(
     torch.manual_seed(cfg.seed)
     blob = BlobModel(model, adapter_config) if adapter_config else method.build(model, adapter)
     return Setup(cfg, blob, tokenizer, task, method, train_examples, eval_examples)
+
+
+def check_compatible(cfg: RunConfig, kind: str) -> None:
+    """Dataset, task and model agree, checked before any model or data is loaded."""
+    from .data.specs import parse_spec
+    from .models import model_family
+
+    names = [cfg.dataset, *cfg.eval_datasets]
+    for name in names:
+        spec, _ = parse_spec(name)
+        # fixed answer words (BoolQ, RTE-qa) have a classification view: (question, context)
+        words = getattr(spec.fields, "choice_words", None) is not None
+        if spec.kind != kind and not (kind == "classification" and words):
+            holds = "multiple-choice questions" if spec.kind == "choice" else "texts with labels"
+            fix = (
+                "use a causal LM (e.g. model=gemma-270m) with task=choice"
+                if spec.kind == "choice"
+                else "use task=classification (an encoder such as model=minilm)"
+            )
+            raise ConfigError(
+                f"dataset {dataset_label(name)!r} holds {holds} and the task is {kind}: {fix}"
+            )
+    if kind == "choice" and model_family(cfg.model) == "encoder":
+        raise ConfigError(
+            f"model {cfg.model!r} is an encoder: multiple choice is scored from a causal LM's "
+            "next-token logits; use a causal LM (e.g. model=gemma-270m) or a classification "
+            "dataset"
+        )
 
 
 def resolve_task_kind(cfg: RunConfig) -> str:
