@@ -119,3 +119,34 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
         save_adapter(blob, tmp_path / "a")
     assert (tmp_path / "a" / WEIGHTS_FILE).read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["a"]
+
+
+def test_a_flipped_byte_in_a_saved_tensor_file_is_named_on_load(tmp_path):
+    import os
+
+    from blob_lora.adapter_io import CONFIG_FILE, WEIGHTS_FILE, load_adapter_weights
+    from blob_lora.checkpoint import STATE_TENSORS, load_checkpoint, save_checkpoint
+
+    blob = get_blob_model(tiny_llama(), kind="blob", target_modules=["q_proj"])
+    save_adapter(blob, tmp_path / "adapter")
+    assert oct(os.stat(tmp_path / "adapter").st_mode & 0o777) != oct(0o700)  # not owner-only
+    weights = tmp_path / "adapter" / WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x01  # in the tensor data, past the header: still a valid safetensors file
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"{WEIGHTS_FILE} is corrupted: its sha256"):
+        load_adapter_weights(blob, tmp_path / "adapter")
+
+    save_checkpoint(tmp_path / "ckpt", {"step": 3, "t": torch.ones(4)}, files={})
+    assert load_checkpoint(tmp_path / "ckpt")["step"] == 3
+    state = tmp_path / "ckpt" / STATE_TENSORS
+    data = bytearray(state.read_bytes())
+    data[-1] ^= 0x40
+    state.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"{STATE_TENSORS} is corrupted"):
+        load_checkpoint(tmp_path / "ckpt")
+    # an adapter saved before digests existed still loads: no digest, no check
+    meta = json.loads((tmp_path / "adapter" / CONFIG_FILE).read_text())
+    meta.pop("files_sha256")
+    (tmp_path / "adapter" / CONFIG_FILE).write_text(json.dumps(meta))
+    load_adapter_weights(blob, tmp_path / "adapter")

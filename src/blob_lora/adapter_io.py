@@ -11,6 +11,7 @@ imports as the starting mean of a Bayesian adapter.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -31,12 +32,15 @@ from .errors import CheckpointError
 FORMAT = "blob-lora-adapter"
 VERSION = 1
 CONFIG_FILE = "blob_adapter.json"
+SHA256_KEY = "files_sha256"  # in each JSON of a saved folder: its tensor files' digests
 WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_PREFIX = "base_model.model."
 
 
-def write_dir_atomically(path: str | os.PathLike, files: dict[str, Any]) -> Path:
+def write_dir_atomically(
+    path: str | os.PathLike, files: dict[str, Any], record_sha256: bool = True
+) -> Path:
     """Write {filename: dict (JSON) | tensor dict (safetensors)} into a new directory.
 
     Built in a sibling temp directory and renamed into place, so a crash leaves either
@@ -45,12 +49,20 @@ def write_dir_atomically(path: str | os.PathLike, files: dict[str, Any]) -> Path
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; a saved run is not private
     try:
+        digests = {}
         for filename, content in files.items():
             if filename.endswith(".safetensors"):
                 tensors = {k: v.detach().contiguous().cpu() for k, v in content.items()}
                 save_file(tensors, str(tmp / filename), metadata={"format": "pt"})
-            else:
+                digests[filename] = file_sha256(tmp / filename)
+        for filename, content in files.items():
+            if not filename.endswith(".safetensors"):
+                if isinstance(content, dict) and digests and record_sha256:
+                    content = {**content, SHA256_KEY: digests}
                 (tmp / filename).write_text(json.dumps(content, indent=2, sort_keys=True))
         if target.exists():
             old = target.with_name(f".{target.name}.old")
@@ -64,6 +76,24 @@ def write_dir_atomically(path: str | os.PathLike, files: dict[str, Any]) -> Path
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: dict[str, str] | None) -> None:
+    """The tensor file's digest against the one its JSON recorded (older saves have none)."""
+    want = (expected or {}).get(path.name)
+    if want is not None and path.is_file() and file_sha256(path) != want:
+        raise CheckpointError(
+            f"{path} is corrupted: its sha256 differs from the one recorded when it was saved; "
+            "restore it or use another checkpoint"
+        )
 
 
 def save_adapter(model: BlobModel, path: str | os.PathLike, extra: dict | None = None) -> Path:
@@ -121,7 +151,11 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> BlobModel:
 
 
 def load_adapter_weights(model: BlobModel, path: str | os.PathLike) -> None:
-    """Load saved weights into an already-wrapped model, checking names and shapes."""
+    """Load saved weights into an already-wrapped model, checking their sha256, names
+    and shapes."""
+    config = Path(path) / CONFIG_FILE
+    if config.is_file():
+        verify_sha256(Path(path) / WEIGHTS_FILE, read_adapter_config(path).get(SHA256_KEY))
     tensors = _read_tensors(Path(path) / WEIGHTS_FILE)
     params = dict(model.named_trainable_parameters())
     _check_state_matches(tensors, params, path)
@@ -177,7 +211,10 @@ def export_peft(model: BlobModel, path: str | os.PathLike) -> Path:
     )
     peft_dict = peft_config.to_dict()
     peft_dict = json.loads(json.dumps(peft_dict, default=_json_default))
-    return write_dir_atomically(path, {PEFT_CONFIG_FILE: peft_dict, WEIGHTS_FILE: tensors})
+    # a PEFT folder keeps PEFT's own config keys only (PEFT warns about unknown ones)
+    return write_dir_atomically(
+        path, {PEFT_CONFIG_FILE: peft_dict, WEIGHTS_FILE: tensors}, record_sha256=False
+    )
 
 
 def _json_default(value: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from .adapter_io import write_dir_atomically
+from .adapter_io import SHA256_KEY, verify_sha256, write_dir_atomically
 from .errors import CheckpointError
 
 STATE_JSON = "trainer_state.json"
@@ -70,9 +70,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     try:
         meta = json.loads((path / STATE_JSON).read_text())
+        verify_sha256(path / STATE_TENSORS, meta.get(SHA256_KEY))
         tensors = load_file(str(path / STATE_TENSORS))
     except FileNotFoundError as err:
         raise CheckpointError(f"checkpoint {path} is incomplete ({err.filename} missing)") from err
+    except CheckpointError:
+        raise
     except Exception as err:  # noqa: BLE001 - any parse failure means a bad file
         raise CheckpointError(f"checkpoint {path} is corrupted: {err}") from err
     if meta.get("format") != "blob-lora-trainer-state":
