@@ -481,3 +481,35 @@ def test_a_dataset_task_or_model_that_do_not_fit_are_refused_before_loading(
     with pytest.raises(ConfigError, match=message):
         Runner(_cfg(tmp_path, **settings)).train()
     assert not (tmp_path / "run").exists()
+
+
+def test_a_second_trainer_on_the_same_folder_is_refused(tmp_path):
+    from blob_lora.train import _lock_run_dir
+
+    (tmp_path / "run").mkdir()
+    held = _lock_run_dir(tmp_path / "run")  # another process training there
+    with pytest.raises(ConfigError, match="another process is training in"):
+        Runner(_cfg(tmp_path, method="mle", save_every=0)).train()
+    assert not (tmp_path / "run" / "run_config.json").exists()
+    held.close()
+    Runner(_cfg(tmp_path, method="mle", save_every=0, eval_samples=[0])).train()  # free again
+
+
+def test_user_files_that_would_mislead_are_refused(tmp_path):
+    rows = [{"t": f"text {i}", "y": i % 2} for i in range(30)]
+    one = tmp_path / "one.jsonl"
+    one.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"path": str(one), "task": "classification", "text": "t", "label": "y"}
+    with pytest.raises(ConfigError, match="evaluated on its own training rows"):
+        Runner(_cfg(tmp_path, dataset=json.dumps(spec))).train()
+    stray = tmp_path / "stray.jsonl"
+    stray.write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"t": "odd", "y": 5}]))
+    spec = {"path": str(stray), "task": "classification", "text": "t", "label": "y"}
+    with pytest.raises(ConfigError, match=r"labels \[0, 1, 5\] skip \[2, 3, 4\]"):
+        Runner(_cfg(tmp_path, dataset=json.dumps(spec | {"resplit": 0.2}))).train()
+    neg = tmp_path / "neg.jsonl"
+    neg.write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"t": "odd", "y": -1}]))
+    spec = {"path": str(neg), "task": "classification", "text": "t", "label": "y", "resplit": 0.2}
+    with pytest.raises(Exception, match=r"neg.jsonl\) row 30: label -1 of field 'y' is negative"):
+        Runner(_cfg(tmp_path, dataset=json.dumps(spec))).train()
+    assert not (tmp_path / "run").exists()

@@ -140,6 +140,7 @@ def build_setup(
     if kind == "classification":
         labels = [ex.label for ex in train_examples + eval_examples[cfg.dataset]]
         num_labels = max(labels) + 1
+        _check_label_set(cfg.dataset, labels)
         if not with_train:
             train_examples = []
     model_kind = "seq-cls" if kind == "classification" else "causal-lm"
@@ -154,12 +155,34 @@ def build_setup(
     return Setup(cfg, blob, tokenizer, task, method, train_examples, eval_examples)
 
 
+def _check_label_set(dataset: str, labels: list[int]) -> None:
+    """Classes 0..K-1, each present: one stray label (a typo, a 5 among 0/1) would
+    silently widen the classifier head."""
+    counts = {label: labels.count(label) for label in set(labels)}
+    missing = sorted(set(range(max(counts) + 1)) - set(counts))
+    if missing:
+        rare = sorted(k for k, c in counts.items() if c <= max(1, len(labels) // 1000))
+        raise ConfigError(
+            f"dataset {dataset_label(dataset)!r}: labels {sorted(counts)} skip {missing}; "
+            f"classes must be 0..K-1 (rarest labels: {rare}): fix those rows or map the labels "
+            "with label_map"
+        )
+
+
 def check_compatible(cfg: RunConfig, kind: str) -> None:
     """Dataset, task and model agree, checked before any model or data is loaded."""
     from .data.specs import parse_spec
     from .models import model_family
 
     names = [cfg.dataset, *cfg.eval_datasets]
+    spec, options = parse_spec(cfg.dataset)
+    single = spec.files and set(spec.files) == {"*"} and "{split}" not in spec.files["*"]
+    if single and not (spec.resplit or options.dev):
+        raise ConfigError(
+            f"dataset {dataset_label(cfg.dataset)!r} is one file for every split, so the run "
+            "would be evaluated on its own training rows; give 'paths' per split (train, "
+            "validation), or 'resplit': 0.2 to hold out a fixed 20% for evaluation"
+        )
     for name in names:
         spec, _ = parse_spec(name)
         # fixed answer words (BoolQ, RTE-qa) have a classification view: (question, context)
@@ -235,6 +258,7 @@ class Runner:
         self.trained_steps = cfg.max_steps
         self._train_sizes: list[int] | None = None  # text sizes, for group_by_length
         self.kl_plan: KLPlan | None = None
+        self._lock: Any = None  # the run folder's lock, held while this runner lives
         self._same_as_mean: list[int] = []  # N whose predictions equal N=0's (final eval)
 
     def autocast(self) -> torch.autocast:
@@ -279,6 +303,7 @@ class Runner:
             self.kl_plan = self.make_kl_plan()
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock_run_dir(self.out)
             _write_json(saved, cfg.to_dict())
             if self.kl_plan is not None and self.setup.model.is_bayesian:
                 print(self.kl_plan.describe(), flush=True)
@@ -355,6 +380,14 @@ class Runner:
         """Train (every ensemble member), run the method's post-hoc step, evaluate."""
         if resume and (done := self.finished()) is not None:
             return done
+        try:
+            return self._train(resume)
+        finally:
+            if self._lock is not None:  # released on every exit, errors and interrupts too
+                self._lock.close()
+                self._lock = None
+
+    def _train(self, resume: bool) -> dict[str, Any]:
         self.prepare(resume)
         cfg, setup = self.cfg, self.setup
         if not setup.train_examples:
@@ -849,6 +882,27 @@ def _plan_dict(plan: KLPlan) -> dict[str, Any]:
         "kl_only_mean_shrink": plan.mean_shrink,
         "text": plan.describe(),
     }
+
+
+LOCK_FILE = ".blob-lora.lock"
+
+
+def _lock_run_dir(out: Path) -> Any:
+    """An exclusive lock on the run folder for this process's lifetime (released by the OS
+    when it exits, however it exits): two `blob train` on one folder would interleave
+    checkpoints and logs."""
+    import fcntl
+
+    handle = open(out / LOCK_FILE, "a+")  # noqa: SIM115 - held until the process ends
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(
+            f"another process is training in {out} (it holds {out / LOCK_FILE}); wait for it "
+            "to finish or choose another output_dir"
+        ) from None
+    return handle
 
 
 def _as_saved(cfg: RunConfig) -> dict[str, Any]:

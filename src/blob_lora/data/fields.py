@@ -51,7 +51,18 @@ def _text(row: Row, spec: str, where: str) -> str:
 
 
 def _int_label(raw: Any, label_map: Mapping[str, int] | None, spec: str, where: str) -> int:
-    """Labels as data encode them: a label_map entry, a bool, an int or a digit string."""
+    """Labels as data encode them: a label_map entry, a bool, an int or a digit string;
+    never negative (classes are 0..K-1)."""
+    value = _label_value(raw, label_map, spec, where)
+    if value < 0:
+        raise BlobLoraError(
+            f"{where}: label {raw!r} of field {spec!r} is negative; classes are 0..K-1 "
+            "(or give a label_map)"
+        )
+    return value
+
+
+def _label_value(raw: Any, label_map: Mapping[str, int] | None, spec: str, where: str) -> int:
     if label_map is not None:
         keys = [str(raw)] + ([str(raw).lower()] if isinstance(raw, bool) else [])
         for key in keys:

@@ -92,12 +92,12 @@ def load_split(
                 f"there is no split {split!r}"
             )
         found = _require(spec, plan.source, source, root)
-        rows, note = _resplit(found.rows, split, plan)
+        rows, note = _resplit(_numbered(found), split, plan)
         note = f"dataset {spec.name!r}: {note} of {found.origin}"
         logger.warning("%s", note)
     else:
         found = _require(spec, split, source, root)
-        rows, note = found.rows, None
+        rows, note = _numbered(found), None
     examples = _convert(spec, rows, found.origin)
     if limit is not None and limit < len(examples):
         keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
@@ -107,13 +107,19 @@ def load_split(
 
 def _split_rows(
     spec: DatasetSpec, split: str, plan: Resplit | None, source: str, root: DataRoot
-) -> tuple[Found, list[Row]]:
+) -> tuple[Found, list[tuple[int, Row]]]:
     """The rows of `split`, through a re-split when the spec has one."""
     if plan is None:
         found = _require(spec, split, source, root)
-        return found, found.rows
+        return found, _numbered(found)
     found = _require(spec, plan.source, source, root)
-    return found, _resplit(found.rows, split, plan)[0]
+    return found, _resplit(_numbered(found), split, plan)[0]
+
+
+def _numbered(found: Found) -> list[tuple[int, Row]]:
+    """Rows with their position in the source, so an error names the row a user can find
+    in the file, also after a re-split or a dev carve."""
+    return list(enumerate(found.rows))
 
 
 def _require(spec: DatasetSpec, split: str, source: str, root: DataRoot) -> Found:
@@ -136,7 +142,7 @@ def _missing_message(spec: DatasetSpec, split: str, misses: Misses) -> str:
     return text + ("; tried " + "; ".join(others) if others else "")
 
 
-def _resplit(rows: list[Row], split: str, plan: Resplit) -> tuple[list[Row], str]:
+def _resplit(rows: list, split: str, plan: Resplit) -> tuple[list, str]:
     order = list(range(len(rows)))
     random.Random(plan.seed).shuffle(order)
     n_eval = round(len(rows) * plan.eval_fraction)
@@ -148,10 +154,9 @@ def _resplit(rows: list[Row], split: str, plan: Resplit) -> tuple[list[Row], str
     return [rows[i] for i in parts[split]], note
 
 
-def _convert(spec: DatasetSpec, rows: list[Row], origin: str) -> list[Example]:
+def _convert(spec: DatasetSpec, rows: list[tuple[int, Row]], origin: str) -> list[Example]:
     if not rows:
         raise BlobLoraError(f"dataset {spec.name!r}: {origin} has no rows")
     return [
-        spec.fields.convert(row, f"dataset {spec.name!r} ({origin}) row {i}")
-        for i, row in enumerate(rows)
+        spec.fields.convert(row, f"dataset {spec.name!r} ({origin}) row {i}") for i, row in rows
     ]
