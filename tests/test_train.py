@@ -513,3 +513,40 @@ def test_user_files_that_would_mislead_are_refused(tmp_path):
     with pytest.raises(Exception, match=r"neg.jsonl\) row 30: label -1 of field 'y' is negative"):
         Runner(_cfg(tmp_path, dataset=json.dumps(spec))).train()
     assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_at_the_final_save_keeps_the_last_checkpoint_and_resume_finishes(
+    tmp_path, monkeypatch
+):
+    import errno
+
+    from blob_lora import adapter_io
+    from blob_lora.errors import BlobLoraError
+
+    real = adapter_io.save_file
+
+    def full_disk(tensors, path, metadata=None):
+        if "/.adapter." in path:  # the final adapter (checkpoints still save)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(adapter_io, "save_file", full_disk)
+    cfg = _cfg(tmp_path, method="mle", eval_samples=[0])
+    with pytest.raises(
+        BlobLoraError, match=r"No space left on device; the last good checkpoint is .*step-3"
+    ):
+        Runner(cfg).train()
+    assert not (tmp_path / "run" / "adapter").exists()
+    assert not list((tmp_path / "run").glob(".adapter.*"))  # no half-written folder
+    monkeypatch.setattr(adapter_io, "save_file", real)
+    out = Runner(cfg).train(resume=True)
+    assert (tmp_path / "run" / "adapter").is_dir() and out["steps"] == 6
+
+
+def test_an_output_dir_that_cannot_be_written_is_a_one_line_error(tmp_path):
+    from blob_lora.errors import BlobLoraError
+
+    (tmp_path / "a-file").write_text("not a folder")
+    cfg = _cfg(tmp_path, method="mle", output_dir=str(tmp_path / "a-file" / "run"))
+    with pytest.raises(BlobLoraError, match="cannot write in .*a-file/run: Not a directory"):
+        Runner(cfg).train()

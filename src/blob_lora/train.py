@@ -9,6 +9,7 @@ and dropout draws the uninterrupted run would have seen.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import shutil
@@ -382,6 +383,15 @@ class Runner:
             return done
         try:
             return self._train(resume)
+        except Exception as err:
+            if not _is_write_failure(err):
+                raise
+            last = latest_checkpoint(self.out / "checkpoints")
+            raise BlobLoraError(
+                f"cannot write in {self.out}: {_write_failure_reason(err)}; the last good "
+                f"checkpoint is {last or 'none (nothing to resume from)'}; free space or fix "
+                "permissions, then run again with --resume"
+            ) from err
         finally:
             if self._lock is not None:  # released on every exit, errors and interrupts too
                 self._lock.close()
@@ -882,6 +892,26 @@ def _plan_dict(plan: KLPlan) -> dict[str, Any]:
         "kl_only_mean_shrink": plan.mean_shrink,
         "text": plan.describe(),
     }
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
+
+
+def _is_write_failure(err: BaseException) -> bool:
+    """A full disk or a folder we may not write: safetensors reports them as its own error
+    type with the OS error number in the text."""
+    if isinstance(err, OSError):
+        return err.errno in WRITE_ERRNOS
+    text = str(err)
+    return type(err).__name__ == "SafetensorError" and any(
+        f"os error {n})" in text for n in WRITE_ERRNOS
+    )
+
+
+def _write_failure_reason(err: BaseException) -> str:
+    if isinstance(err, OSError):
+        return os.strerror(err.errno) if err.errno else str(err)
+    return str(err).split(": ", 1)[-1]
 
 
 LOCK_FILE = ".blob-lora.lock"
