@@ -71,7 +71,42 @@ def test_report_inputs_that_hold_no_results_are_one_line_errors(tmp_path):
     for name, message in (
         ("empty", "holds no results"),
         ("other.json", "is not a results file: its rows need dataset, method"),
-        ("broken.json", "is not a results file (not JSON"),
+        ("broken.json", r"is not a results file \(not JSON"),
+        ("missing.json", "does not exist"),
     ):
         with pytest.raises(BlobLoraError, match=message):
             load_rows([tmp_path / name])
+
+
+def _run_dir(root, name, seed, lr, rows, extra_files=None):
+    import json
+
+    run = root / name
+    run.mkdir()
+    cfg = {"method": "blob", "dataset": "mrpc", "seed": seed, "lr": lr, "output_dir": str(run)}
+    (run / "run_config.json").write_text(json.dumps(cfg))
+    (run / "results-final.json").write_text(json.dumps(rows))
+    for fname, content in (extra_files or {}).items():
+        (run / fname).write_text(json.dumps(content))
+    return run
+
+
+def test_report_averages_seeds_of_one_setting_only_and_labels_the_rest(tmp_path):
+    import pytest
+
+    from blob_lora.errors import BlobLoraError
+    from blob_lora.report.table import load_rows
+
+    def row(seed, acc):
+        return {"dataset": "mrpc", "method": "blob", "n_samples": 10, "seed": seed, "acc": acc}
+
+    a0 = _run_dir(tmp_path, "a0", 0, 1e-3, [row(0, 80.0)], {"results-eval.json": [row(0, 90.0)]})
+    a1 = _run_dir(tmp_path, "a1", 1, 1e-3, [row(1, 82.0)])
+    b0 = _run_dir(tmp_path, "b0", 0, 2e-3, [row(0, 70.0)])
+    table = markdown_table(load_rows([a0, a1, b0]), metrics=["acc"])
+    assert "| ACC (%) ↑ | blob (N=10) [lr=0.001] | 81.00 ± 1.41 |" in table
+    assert "| ACC (%) ↑ | blob (N=10) [lr=0.002] | 70.00 (1) |" in table
+    assert "| ACC (%) ↑ | blob (N=10) [lr=0.001] [eval] | 90.00 (1) |" in table  # not merged
+    copy = _run_dir(tmp_path, "copy", 0, 1e-3, [row(0, 80.0)])
+    with pytest.raises(BlobLoraError, match="hold the same setting, seed and evaluation"):
+        load_rows([a0, copy])

@@ -24,45 +24,108 @@ DIGITS = {"nll": 3, "brier": 3, "sigma_mean": 4, "sigma_ratio_median": 3}
 REQUIRED = ("dataset", "method")
 
 
+IGNORED_KEYS = ("seed", "output_dir")  # what may differ between seeds of one setting
+
+
 def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Result rows from run directories (results-final.json) or JSON/JSONL row files; a
-    path that holds none is a one-line error naming it."""
+    """Result rows from run directories or JSON/JSONL row files; a path that holds none is a
+    one-line error naming it.
+
+    A run directory gives every results file in it: `results-final.json` and those `blob
+    eval` wrote (`results-TAG.json`, their rows tagged). Each row is keyed by its run's
+    setting (run_config.json less the seed and folder), so the table averages seeds of
+    one setting only; the same setting and seed twice is an error."""
     from ..errors import BlobLoraError
 
     rows: list[dict[str, Any]] = []
-    for path in map(Path, paths):
-        given = path
-        if path.is_dir():
-            path = path / "results-final.json"
-        if not path.is_file():
+    seen: dict[tuple, Path] = {}
+    for given in map(Path, paths):
+        if not given.exists():
+            raise BlobLoraError(f"{given} does not exist: give run directories or results files")
+        files = sorted(given.glob("results-*.json")) if given.is_dir() else [given]
+        if not files:
             raise BlobLoraError(
                 f"{given} holds no results: give run directories (with results-final.json) "
                 "or results JSON files"
             )
-        try:
-            text = path.read_text()
-            if path.suffix == ".jsonl":
-                found = [json.loads(line) for line in text.splitlines() if line.strip()]
-            else:
-                data = json.loads(text)
-                found = data if isinstance(data, list) else [data]
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise BlobLoraError(f"{path} is not a results file (not JSON: {err})") from None
-        if not found or not all(isinstance(r, dict) and set(REQUIRED) <= set(r) for r in found):
-            raise BlobLoraError(
-                f"{path} is not a results file: its rows need {', '.join(REQUIRED)} and metrics"
-            )
-        rows.extend(found)
+        setting = _setting(given if given.is_dir() else given.parent)
+        for path in files:
+            tag = path.stem.removeprefix("results-") if given.is_dir() else None
+            for row in _read_rows(path):
+                if tag and tag != "final":
+                    row = {**row, "tag": tag}
+                row = {**row, "setting": setting} if setting else row
+                key = tuple(
+                    row.get(k) for k in ("setting", "seed", "dataset", "method", "n_samples", "tag")
+                )
+                if setting and key in seen:
+                    raise BlobLoraError(
+                        f"{path} and {seen[key]} hold the same setting, seed and evaluation; "
+                        "pass one of them"
+                    )
+                seen[key] = path
+                rows.append(row)
+    _name_settings(rows)
     return rows
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    from ..errors import BlobLoraError
+
+    try:
+        text = path.read_text()
+        if path.suffix == ".jsonl":
+            found = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            data = json.loads(text)
+            found = data if isinstance(data, list) else [data]
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BlobLoraError(f"{path} is not a results file (not JSON: {err})") from None
+    if not found or not all(isinstance(r, dict) and set(REQUIRED) <= set(r) for r in found):
+        raise BlobLoraError(
+            f"{path} is not a results file: its rows need {', '.join(REQUIRED)} and metrics"
+        )
+    return found
+
+
+def _setting(run_dir: Path) -> str | None:
+    """The run's configuration without what differs between seeds, as sorted JSON."""
+    config = run_dir / "run_config.json"
+    if not config.is_file():
+        return None
+    cfg = json.loads(config.read_text())
+    return json.dumps({k: v for k, v in cfg.items() if k not in IGNORED_KEYS}, sort_keys=True)
+
+
+def _name_settings(rows: list[dict[str, Any]]) -> None:
+    """Where one method on one dataset comes in several settings, label each row with the
+    keys that differ (e.g. `lr=0.001`), so they never merge into one cell."""
+    groups: dict[tuple, set[str]] = defaultdict(set)
+    for row in rows:
+        if row.get("setting"):
+            groups[(row["method"], row["dataset"])].add(row["setting"])
+    for row in rows:
+        settings = groups.get((row["method"], row["dataset"]), set())
+        if len(settings) < 2:
+            continue
+        parsed = [json.loads(x) for x in sorted(settings)]
+        mine = json.loads(row["setting"])
+        differ = sorted(k for k in mine if any(p.get(k) != mine[k] for p in parsed))
+        row["variant"] = " ".join(f"{k}={json.dumps(mine[k])}" for k in differ)
 
 
 def method_label(row: dict[str, Any]) -> str:
     n = row.get("n_samples", 0)
-    return (
+    label = (
         f"{row['method']} (N={n})"
         if row["method"] in ("blob", "bbb", "mcd") or n
         else row["method"]
     )
+    if row.get("variant"):
+        label += f" [{row['variant']}]"
+    if row.get("tag"):
+        label += f" [{row['tag']}]"
+    return label
 
 
 def mean_std_cell(values: list[float], digits: int, planned: int | None = None) -> str:
