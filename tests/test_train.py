@@ -1,6 +1,7 @@
 """End-to-end runs of the runner and CLI on the real MiniLM and small slices of real data."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -550,3 +551,20 @@ def test_an_output_dir_that_cannot_be_written_is_a_one_line_error(tmp_path):
     cfg = _cfg(tmp_path, method="mle", output_dir=str(tmp_path / "a-file" / "run"))
     with pytest.raises(BlobLoraError, match="cannot write in .*a-file/run: Not a directory"):
         Runner(cfg).train()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"method": "map", "weight_decay": 0.01}, "weight_decay=0.01 conflicts with method 'map'"),
+        (
+            {"method": "mcd", "adapter": {"dropout": 0.3, "r": 8, "alpha": 8,
+                                          "target_modules": ["query", "value"]}},
+            "adapter.dropout=0.3 conflicts with method 'mcd', which uses adapter.dropout=0.1",
+        ),
+    ],
+)  # fmt: skip
+def test_a_setting_the_method_fixes_is_not_silently_replaced(tmp_path, settings, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Runner(_cfg(tmp_path, **settings)).train()
+    assert not (tmp_path / "run").exists()

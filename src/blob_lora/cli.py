@@ -18,7 +18,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="fine-tune a model with a method on a dataset",
         description="Train one run. Settings come from --config (YAML), then "
         "the flags below, then --set key=value overrides (e.g. "
-        "--set adapter.r=16 --set lr=1e-4).",
+        "--set adapter.r=16 --set lr=1e-4); a flag and a --set of the same key that "
+        "disagree are an error. `blob config` lists every key.",
     )
     p.add_argument("--config", help="YAML file of run settings (see configs/)")
     p.add_argument("--model", help="short name (minilm, gemma-270m), hub id or local path")
@@ -83,21 +84,49 @@ def _add_methods(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("methods", help="list the methods, their cost and default N")
 
 
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("config", help="list every run-config key: type, default and what it does")
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import dataclasses
+    import typing
+
+    from .config import AdapterConfig
+    from .run_config import RunConfig
+
+    for prefix, cls in (("", RunConfig), ("adapter.", AdapterConfig)):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name == "adapter":
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            kind = str(hints[f.name]).replace("typing.", "").replace("<class '", "")
+            kind = kind.replace("'>", "")
+            print(f"{prefix + f.name:<26} {kind:<18} {default!r:<24} {f.metadata.get('help', '')}")
+    print("\nprecedence: --config file < flags (--method, --dataset, ...) < --set key=value")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blob", description="Uncertainty-aware LoRA fine-tuning with BLoB."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_eval, _add_report, _add_demo, _add_methods):
+    for add in (_add_train, _add_eval, _add_report, _add_demo, _add_methods, _add_config):
         add(sub)
     return parser
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
     from .run_config import load_run_config
     from .train import Runner
 
     overrides = list(args.set)
+    set_keys = {
+        item.split("=", 1)[0].strip(): item.split("=", 1)[1] for item in overrides if "=" in item
+    }
     for flag, key in (
         ("model", "model"),
         ("dataset", "dataset"),
@@ -107,6 +136,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         ("max_steps", "max_steps"),
     ):
         value = getattr(args, flag)
+        if value is not None and key in set_keys and set_keys[key] != str(value):
+            raise ConfigError(
+                f"--{flag.replace('_', '-')} {value} and --set {key}={set_keys[key]} disagree; "
+                "give the key once"
+            )
         if value is not None:
             overrides.insert(
                 0, f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
@@ -191,17 +225,22 @@ COMMANDS = {
     "report": cmd_report,
     "demo": cmd_demo,
     "methods": cmd_methods,
+    "config": cmd_config,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    from transformers.utils import logging as hf_logging
+    if args.command in ("train", "eval", "demo"):
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()  # load reports of fresh heads are expected here
+        hf_logging.set_verbosity_error()  # load reports of fresh heads are expected here
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `blob config | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except BlobLoraError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -59,10 +59,14 @@ class RunConfig:
     model: str = field(default="minilm", metadata={"help": "short name, hub id or local path"})
     task: str = field(default="auto", metadata={"help": "auto | choice | classification"})
     dataset: str = field(default="rte", metadata={"help": "short name or a JSON field mapping"})
-    train_split: str = "train"
-    eval_split: str = "validation"
+    train_split: str = field(default="train", metadata={"help": "split to train on"})
+    eval_split: str = field(
+        default="validation", metadata={"help": "split the results are reported on"}
+    )
     eval_datasets: list[str] = field(default_factory=list, metadata={"help": "extra (OOD) sets"})
-    method: str = "blob"
+    method: str = field(
+        default="blob", metadata={"help": "mle map mcd ens bbb la blob tfb (`blob methods`)"}
+    )
     protocol: str = field(
         default="default",
         metadata={"help": "default | paper: the authors' code on every point (see protocol.py)"},
@@ -70,8 +74,8 @@ class RunConfig:
     method_options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "the method's own settings, e.g. fit_on"}
     )
-    output_dir: str = "runs/run"
-    seed: int = 0
+    output_dir: str = field(default="runs/run", metadata={"help": "the run folder"})
+    seed: int = field(default=0, metadata={"help": "init, data order and noise"})
     max_steps: int = field(default=300, metadata={"help": "0 with init_from: post-hoc only"})
     init_from: str | None = field(
         default=None,
@@ -82,18 +86,22 @@ class RunConfig:
         default=False,
         metadata={"help": "train on batches of similar length: less padding, faster steps"},
     )
-    grad_accum: int = 1
-    eval_batch_size: int = 64
-    lr: float = 5e-4
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per step"})
+    eval_batch_size: int = field(default=64, metadata={"help": "examples per eval pass"})
+    lr: float = field(default=5e-4, metadata={"help": "AdamW lr of means and B"})
     kl_lr: float | None = field(
         default=None,
         metadata={
             "help": "SGD lr of the KL step (kl_plan=authors; default 0.002 encoders, 0.01 LMs)"
         },
     )
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.06
-    max_grad_norm: float | None = None
+    weight_decay: float | None = field(
+        default=None, metadata={"help": "AdamW weight decay (default: the method's, else 0)"}
+    )
+    warmup_ratio: float = field(default=0.06, metadata={"help": "linear warmup share of max_steps"})
+    max_grad_norm: float | None = field(
+        default=None, metadata={"help": "clip the NLL gradient norm"}
+    )
     adam_eps: float = field(default=1e-8, metadata={"help": "AdamW eps (the authors' code: 1e-6)"})
     lr_schedule_per_process: bool = field(
         default=False,
@@ -114,19 +122,21 @@ class RunConfig:
     kl_clock_scale: float = field(
         default=1.0, metadata={"help": "kl_plan=budget: the authors' clock times this"}
     )
-    gamma: float = 8.0
+    gamma: float = field(
+        default=8.0, metadata={"help": "kl_plan=authors: M = 100 N^(pi/gamma) / batch"}
+    )
     kl_cycle: int | None = field(
         default=None,
         metadata={"help": "kl_plan=authors: steps per KL cycle (default: the authors' M)"},
     )
-    max_length: int = 256
+    max_length: int = field(default=256, metadata={"help": "tokens per input"})
     precision: str = field(
         default="fp32", metadata={"help": "fp32 | bf16 (autocast; ~2x on AMX CPUs and GPUs)"}
     )
-    train_limit: int | None = None
-    eval_limit: int | None = None
-    eval_every: int = 0
-    save_every: int = 100
+    train_limit: int | None = field(default=None, metadata={"help": "train on a seeded subset"})
+    eval_limit: int | None = field(default=None, metadata={"help": "evaluate on a seeded subset"})
+    eval_every: int = field(default=0, metadata={"help": "N=0 eval every k steps"})
+    save_every: int = field(default=100, metadata={"help": "checkpoint every k steps"})
     eval_samples: list[int] | None = field(default=None, metadata={"help": "N per evaluation"})
     anchor_size: int = field(default=256, metadata={"help": "train examples for post-hoc fits"})
     head: str = field(default="train", metadata={"help": "seq-cls head: train | lora | frozen"})

@@ -127,6 +127,7 @@ def build_setup(
     method = get_method(cfg.method, cfg.method_options)
     kind = resolve_task_kind(cfg)
     check_compatible(cfg, kind)
+    check_method_settings(cfg, method)
     # a classifier's label count comes from the training data, also when only evaluating
     # (an evaluation slice may miss the highest label)
     train_examples = (
@@ -168,6 +169,21 @@ def _check_label_set(dataset: str, labels: list[int]) -> None:
             f"classes must be 0..K-1 (rarest labels: {rare}): fix those rows or map the labels "
             "with label_map"
         )
+
+
+def check_method_settings(cfg: RunConfig, method: Any) -> None:
+    """A setting the method fixes (MAP's weight decay, MC dropout's rate) given with
+    another value is an error, never silently replaced."""
+    fixed = [
+        ("weight_decay", cfg.weight_decay, method.weight_decay, None),
+        ("adapter.dropout", cfg.adapter.dropout, method.adapter_dropout, 0.0),
+    ]
+    for key, given, wanted, unset in fixed:
+        if wanted is not None and given not in (unset, wanted):
+            raise ConfigError(
+                f"{key}={given} conflicts with method {cfg.method!r}, which uses {key}={wanted}; "
+                f"drop {key} or use another method"
+            )
 
 
 def check_compatible(cfg: RunConfig, kind: str) -> None:
@@ -511,8 +527,8 @@ class Runner:
         n_train = len(setup.train_examples)
         plan = self.kl_plan or self.make_kl_plan()
         schedule = plan.schedule
-        weight_decay = (
-            setup.method.weight_decay if setup.method.weight_decay is not None else cfg.weight_decay
+        weight_decay = next(
+            (w for w in (setup.method.weight_decay, cfg.weight_decay) if w is not None), 0.0
         )
         optimizer = AdapterOptimizer(
             blob,
