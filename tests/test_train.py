@@ -331,10 +331,10 @@ def test_bf16_laplace_fits_its_curvature_in_fp32(tmp_path, monkeypatch):
     """Laplace's Jacobian passes run in fp32 inside a bf16 run (the runner's own autocast
     once re-enabled bf16 inside them)."""
     from blob_lora.layers.adapters import AdapterLayer
-    from blob_lora.methods import laplace
+    from blob_lora.methods import laplace_posterior
 
     inside, seen = [False], set()
-    real_pass = laplace.jacobian_pass
+    real_pass = laplace_posterior.jacobian_pass
 
     def spy(*args, **kwargs):
         inside[0] = True
@@ -347,7 +347,7 @@ def test_bf16_laplace_fits_its_curvature_in_fp32(tmp_path, monkeypatch):
         if inside[0] and isinstance(module, AdapterLayer):
             seen.add(output.dtype)
 
-    monkeypatch.setattr(laplace, "jacobian_pass", spy)
+    monkeypatch.setattr(laplace_posterior, "jacobian_pass", spy)
     common = {"precision": "bf16", "eval_samples": [0], "anchor_size": 8}
     mle = _cfg(tmp_path, "mle", method="mle", max_steps=2, **common)
     Runner(mle).train()

@@ -1,0 +1,167 @@
+"""Evaluation: every example of each evaluation set predicted with N samples, and its files."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from .posterior_stats import SAME_PROBS_TOL, sigma_stats
+from .run_files import _write_json, dataset_label, ood_split
+
+
+class EvalMixin:
+    """Runner's evaluation: metrics rows, predictions and reliability plots."""
+
+    def evaluate(
+        self,
+        samples: list[int] | None = None,
+        datasets: list[str] | None = None,
+        tag: str = "final",
+        write: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Predict every example of each evaluation set with N samples, for each N."""
+        from .data import load_examples
+        from .metrics import classification_metrics
+
+        cfg, setup = self.cfg, self.setup
+        samples = (
+            samples
+            if samples is not None
+            else list(
+                cfg.eval_samples
+                if cfg.eval_samples is not None
+                else setup.method.default_eval_samples
+            )
+        )
+        names = datasets if datasets is not None else [cfg.dataset, *cfg.eval_datasets]
+        rows = []
+        setup.model.eval()
+        bayes = sigma_stats(setup.model) if tag == "final" or write else None
+        if tag == "final":
+            self._same_as_mean = []
+        for name in names:
+            if name not in setup.eval_examples:
+                split = cfg.eval_split if name == cfg.dataset else ood_split(name)
+                setup.eval_examples[name] = load_examples(
+                    name, split, limit=cfg.eval_limit, seed=cfg.seed
+                )
+            examples = setup.eval_examples[name]
+            at_mean = None
+            for n in samples:
+                probs, labels, mi = self.predict(examples, n, desc=f"eval {dataset_label(name)}")
+                if not self.acc.is_main_process:
+                    continue
+                if n == 0:
+                    at_mean = probs
+                elif at_mean is not None and name == cfg.dataset and tag == "final":
+                    if float((probs - at_mean).abs().max()) <= SAME_PROBS_TOL:
+                        self._same_as_mean.append(n)
+                metrics = classification_metrics(probs.numpy(), labels.numpy())
+                row = {
+                    "model": cfg.model,
+                    "dataset": dataset_label(name),
+                    "method": cfg.method,
+                    "n_samples": n,
+                    "seed": cfg.seed,
+                    "steps": getattr(self, "trained_steps", cfg.max_steps),
+                    "n_examples": len(labels),
+                    **{k: float(v) for k, v in metrics.items()},
+                    "majority_acc": 100.0 * float(torch.bincount(labels).max()) / len(labels),
+                    **(bayes or {}),
+                }
+                rows.append(row)
+                if write:
+                    self._write_eval(name, n, probs, labels, mi, tag)
+        if write and self.acc.is_main_process:
+            _write_json(self.out / f"results-{tag}.json", rows)
+        return rows
+
+    @torch.no_grad()
+    def predict(
+        self, examples: list, n_samples: int, desc: str = "eval"
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(probs, labels, mutual information) for every example, sharded over processes
+        and gathered back in order, none dropped."""
+        acc, setup = self.acc, self.setup
+        from .data import text_size
+
+        mine = list(range(acc.process_index, len(examples), acc.num_processes))
+        mine.sort(key=lambda j: text_size(examples[j]))  # similar lengths: less padding
+        out: list[tuple[int, list[float], int, float]] = []
+        bs = self.cfg.eval_batch_size
+        bar = tqdm(
+            total=len(mine),
+            desc=f"{desc} N={n_samples}",
+            unit="ex",
+            disable=not acc.is_main_process,
+            dynamic_ncols=True,
+            leave=False,
+        )
+        for i in range(0, len(mine), bs):
+            idx = mine[i : i + bs]
+            batch = self._to_device(setup.task.collate([examples[j] for j in idx]))
+            with self.autocast():
+                probs, samples = setup.method.predict(
+                    setup.model,
+                    lambda b=batch: setup.task.class_logits(setup.model.model, b).float(),
+                    n_samples,
+                )
+            probs = probs.float()
+            bar.update(len(idx))
+            mi = _mutual_information(samples.float().cpu())
+            for j, p, y, m in zip(
+                idx, probs.cpu().tolist(), batch["labels"].cpu().tolist(), mi.tolist(), strict=True
+            ):
+                out.append((j, p, y, m))
+        bar.close()
+        if acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            out = gather_object(out)
+        out.sort(key=lambda t: t[0])
+        width = max(len(t[1]) for t in out)
+        probs = torch.tensor([t[1] + [0.0] * (width - len(t[1])) for t in out])
+        labels = torch.tensor([t[2] for t in out])
+        mi = torch.tensor([t[3] for t in out])
+        return probs, labels, mi
+
+    def _write_eval(
+        self,
+        name: str,
+        n: int,
+        probs: torch.Tensor,
+        labels: torch.Tensor,
+        mi: torch.Tensor,
+        tag: str,
+    ) -> None:
+        """Reliability diagram + the raw predictions (for OOD-detection AUROC later)."""
+        from .report.reliability import plot_reliability
+
+        safe = dataset_label(name)
+        pred_dir = self.out / "predictions"
+        pred_dir.mkdir(parents=True, exist_ok=True)
+        final = pred_dir / f"{tag}-{safe}-N{n}.safetensors"
+        tmp = final.with_name(f".{final.name}.tmp")
+        save_file(
+            {"probs": probs.contiguous(), "labels": labels, "mutual_information": mi}, str(tmp)
+        )
+        os.replace(tmp, final)
+        plot_reliability(
+            probs.numpy(),
+            labels.numpy(),
+            self.out / "plots" / f"{tag}-{safe}-N{n}.png",
+            title=f"{self.cfg.method} on {name}, N={n}",
+        )
+
+
+def _mutual_information(samples: torch.Tensor) -> torch.Tensor:
+    """(S, B, C) sampled probabilities -> (B,) H(mean) - mean H (0 for one sample)."""
+
+    def entropy(p: torch.Tensor) -> torch.Tensor:
+        return -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
+
+    return (entropy(samples.mean(0)) - entropy(samples).mean(0)).clamp_min(0.0)

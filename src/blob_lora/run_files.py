@@ -1,0 +1,141 @@
+"""The files of a run folder: their names, atomic writes, logs, the lock, and labels."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .kl_plan import KLPlan
+from .run_config import RunConfig
+
+RUN_CONFIG = "run_config.json"
+
+
+KL_PLAN = "kl_plan.json"
+SIGMA_LOG = "sigma_log.jsonl"  # per-layer sigma statistics, ~50 rows a run
+
+
+def _plan_dict(plan: KLPlan) -> dict[str, Any]:
+    return {
+        "plan": plan.kind,
+        "cycle": plan.schedule.cycle_length,
+        "cycles": plan.schedule.cycles,
+        "kl_lr": plan.kl_lr,
+        "clock": plan.clock,
+        "target_clock": plan.target_clock,
+        "reference": plan.reference,
+        "reference_cycles": plan.reference_cycles,
+        "sigma0": plan.sigma0,
+        "predicted_sigma": plan.predicted_sigma,
+        "kl_only_mean_shrink": plan.mean_shrink,
+        "text": plan.describe(),
+    }
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
+
+
+def _is_write_failure(err: BaseException) -> bool:
+    """A full disk or a folder we may not write: safetensors reports them as its own error
+    type with the OS error number in the text."""
+    if isinstance(err, OSError):
+        return err.errno in WRITE_ERRNOS
+    text = str(err)
+    return type(err).__name__ == "SafetensorError" and any(
+        f"os error {n})" in text for n in WRITE_ERRNOS
+    )
+
+
+def _write_failure_reason(err: BaseException) -> str:
+    if isinstance(err, OSError):
+        return os.strerror(err.errno) if err.errno else str(err)
+    return str(err).split(": ", 1)[-1]
+
+
+LOCK_FILE = ".blob-lora.lock"
+
+
+def _lock_run_dir(out: Path) -> Any:
+    """An exclusive lock on the run folder for this process's lifetime (released by the OS
+    when it exits, however it exits): two `blob train` on one folder would interleave
+    checkpoints and logs."""
+    import fcntl
+
+    handle = open(out / LOCK_FILE, "a+")  # noqa: SIM115 - held until the process ends
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(
+            f"another process is training in {out} (it holds {out / LOCK_FILE}); wait for it "
+            "to finish or choose another output_dir"
+        ) from None
+    return handle
+
+
+def _as_saved(cfg: RunConfig) -> dict[str, Any]:
+    """A config as run_config.json holds it (tuples as lists), for comparing on resume."""
+    return json.loads(json.dumps(cfg.to_dict()))
+
+
+def dataset_label(name: str) -> str:
+    """A file-name-safe label: the short name, or the `name`/path stem of a JSON spec."""
+    if name.lstrip().startswith("{"):
+        try:
+            spec = json.loads(name)
+            name = str(spec.get("name") or Path(str(spec.get("path", "custom"))).stem)
+        except json.JSONDecodeError:
+            name = "custom"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def ood_split(name: str) -> str:
+    """MMLU subjects are evaluated on test (as the paper); everything else on validation."""
+    return "test" if name.startswith("mmlu") else "validation"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard writer under run_dir/tensorboard when tensorboard is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows past the restored step (they belong to the interrupted attempt)."""
+    if not path.exists():
+        return
+    keep = [
+        ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step
+    ]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+
+
+def _jsonl_to_csv(src: Path, dst: Path) -> None:
+    if not src.exists():
+        return
+    rows = [json.loads(line) for line in src.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, dst)
