@@ -131,6 +131,9 @@ def test_two_process_blob_has_one_noise_stream_per_process_and_resumes_exactly(t
     assert full.keys() == resumed.keys()
     assert all(torch.equal(full[k], resumed[k]) for k in full)
 
+    shutil.rmtree(
+        tmp_path / "resumed" / "adapter"
+    )  # unfinished again: a finished run resumes as a no-op
     one = [sys.executable, "-m", "blob_lora.cli", "train", *blob, "--resume"]
     proc = _run([*one, "--output-dir", str(tmp_path / "resumed")], tmp_path, ok=False)
     assert proc.returncode != 0

@@ -238,9 +238,11 @@ class SetupMixin:
             )
 
     def finished(self) -> dict[str, Any] | None:
-        """A resumed run that already ended: its results, unchanged (None otherwise)."""
+        """A resumed run that already ended: its results, unchanged (None otherwise). It
+        ended when its results and its adapter (or its first member's) are both there."""
         saved, done = self.out / RUN_CONFIG, self.out / "results-final.json"
-        if not (saved.is_file() and done.is_file()):
+        adapter = any((self.out / d / "adapter").is_dir() for d in (".", "member-0"))
+        if not (saved.is_file() and done.is_file() and adapter):
             return None
         self.check_resumable(saved)
         rows = json.loads(done.read_text())
