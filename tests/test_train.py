@@ -222,6 +222,18 @@ def test_cli_train_eval_report(tmp_path, capsys):
         (["--set", "train_split=nosuch"], "no split 'nosuch'"),
         (["--dataset", '{"name": "rte", "resplit": {"sorce": "train"}}'], "sorce"),
         (["--set", "init_from=/nonexistent/run"], "/nonexistent/run"),
+        (["--set", "lr=abc"], "lr must be float, got 'abc'"),
+        (["--set", "max_length=0"], "max_length must be >= 8"),
+        (["--set", "batch_size=0"], "batch_size must be >= 1"),
+        (["--set", "optim_scheme=sgd"], "optim_scheme 'sgd' is unknown"),
+        (["--set", "kl_plan=budget", "--set", "kl_lr=0.01"], "conflict with kl_plan=budget"),
+        (["--set", "kl_plan=authors"], "the KL can never act"),
+        (["--method", "map", "--set", "weight_decay=0.1"], "conflicts with method 'map'"),
+        (["--method", "map", "--set", "method=mle"], "disagree; give the key once"),
+        (["--set", "protocol=paper", "--set", "head=train"], "conflicts with protocol=paper"),
+        (["--dataset", "obqa"], "holds multiple-choice questions"),
+        (["--dataset", "obqa", "--set", "task=choice"], "is an encoder"),
+        (["--dataset", '{"name": "mrpc", "dev": "lots"}'], "dev must be a fraction"),
     ],
 )
 def test_cli_bad_input_one_line_error_no_output(tmp_path, capsys, args, match):
