@@ -36,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from blob_lora.atomic import write_text_atomic
 from blob_lora.report.table import mean_std_cell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,9 +219,7 @@ def timed_run(
 
     def keep_total() -> float:
         took = before + time.time() - start
-        tmp = partial.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"wall_s": round(took, 1)}))
-        os.replace(tmp, partial)
+        write_text_atomic(partial, json.dumps({"wall_s": round(took, 1)}))
         return took
 
     with open(log, "a") as fh:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from .atomic import atomic_path
 from .posterior_stats import SAME_PROBS_TOL, sigma_stats
 from .run_files import _write_json, dataset_label, ood_split
 
@@ -145,11 +145,10 @@ class EvalMixin:
         pred_dir = self.out / "predictions"
         pred_dir.mkdir(parents=True, exist_ok=True)
         final = pred_dir / f"{tag}-{safe}-N{n}.safetensors"
-        tmp = final.with_name(f".{final.name}.tmp")
-        save_file(
-            {"probs": probs.contiguous(), "labels": labels, "mutual_information": mi}, str(tmp)
-        )
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:
+            save_file(
+                {"probs": probs.contiguous(), "labels": labels, "mutual_information": mi}, str(tmp)
+            )
         plot_reliability(
             probs.numpy(),
             labels.numpy(),

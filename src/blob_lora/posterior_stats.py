@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .adapter_model import BlobModel
+from .atomic import atomic_path
 
 FORMED_FACTOR = 2.0  # a posterior whose mean sigma is under this x its init has not formed
 COLLAPSE_RATIO = 10.0  # median sigma/|mu| above this: the KL has pulled the means to ~0
@@ -106,8 +107,6 @@ def plot_sigma(log_rows: list[dict[str, Any]], path: Path, title: str) -> None:
     right.set_ylabel("mean sigma")
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(path)

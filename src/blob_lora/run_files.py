@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_path, write_text_atomic
 from .errors import ConfigError
 from .kl_plan import KLPlan
 from .run_config import RunConfig
@@ -100,10 +101,7 @@ def ood_split(name: str) -> str:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2))
 
 
 def _tensorboard(run_dir: Path) -> Any:
@@ -122,9 +120,7 @@ def _truncate_log(path: Path, step: int) -> None:
     keep = [
         ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step
     ]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(ln + "\n" for ln in keep))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(ln + "\n" for ln in keep))
 
 
 def _jsonl_to_csv(src: Path, dst: Path) -> None:
@@ -133,9 +129,7 @@ def _jsonl_to_csv(src: Path, dst: Path) -> None:
     rows = [json.loads(line) for line in src.read_text().splitlines() if line.strip()]
     if not rows:
         return
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(dst) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, dst)
