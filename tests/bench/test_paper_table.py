@@ -1,27 +1,19 @@
 """The paper-table driver: what it runs for each method, and the tables it writes."""
 
-import importlib.util
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from bench import paper_table, table_plan, table_report, table_run
 from blob_lora.metrics import auroc
 from blob_lora.run_config import load_run_config
-
-SPEC = importlib.util.spec_from_file_location(
-    "paper_table", Path(__file__).resolve().parents[2] / "bench" / "paper_table.py"
-)
-paper_table = importlib.util.module_from_spec(SPEC)
-sys.modules["paper_table"] = paper_table  # dataclasses look their module up there
-SPEC.loader.exec_module(paper_table)
 
 
 @pytest.fixture
@@ -40,9 +32,9 @@ tasks:
     settings: {eval_limit: 5}
 """
     )
-    monkeypatch.setattr(paper_table, "TIERS", {"tiny": cfg})
-    monkeypatch.setattr(paper_table, "RUNS", tmp_path / "runs")
-    monkeypatch.setattr(paper_table, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(table_plan, "TIERS", {"tiny": cfg})
+    monkeypatch.setattr(table_plan, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(table_report, "RESULTS", tmp_path / "results")
     return tmp_path
 
 
@@ -218,7 +210,7 @@ def test_cost_table_is_minutes_per_run_over_mle_and_leaves_resumed_runs_out(tier
 
 
 def test_timed_run_adds_the_time_of_interrupted_starts(tmp_path, monkeypatch):
-    monkeypatch.setattr(paper_table, "ROOT", tmp_path)
+    monkeypatch.setattr(table_run, "ROOT", tmp_path)
     log, partial = tmp_path / "run.log", tmp_path / "run.wall.json"
     # a start that is killed midway leaves its running total behind
     pid_file = tmp_path / "pid"

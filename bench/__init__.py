@@ -1,0 +1,1 @@
+"""Benchmark scripts; a package so tests import them (``import bench.paper_table``)."""

@@ -1,0 +1,84 @@
+"""The report's input: the result rows of every finished run, and the OOD-detection AUROCs
+recomputed from the predictions the runs saved. No formatting here (see table_report)."""
+
+from __future__ import annotations
+
+import json
+
+from bench.table_plan import EVAL_SAMPLES, METHODS, SEEDS, Run, load_tier
+from bench.table_status import _machine_s, _starts
+from blob_lora.run_files import dataset_label
+
+SCORES = ("max_prob", "entropy", "mutual_information")
+
+
+def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
+    """Result rows of every finished run (with `tier`, `trained_on`) and OOD-detection rows."""
+    from safetensors.torch import load_file
+
+    from blob_lora.metrics import auroc
+
+    rows, detection = [], []
+    for tier in tiers:
+        spec = load_tier(tier)
+        for task_key, task in spec["tasks"].items():
+            for method in METHODS:
+                for seed in SEEDS:
+                    run = Run(tier, task_key, method, seed)
+                    if not run.done:
+                        continue
+                    per_run = {"machine_s": _machine_s(run), "starts": _starts(run)}
+                    for row in json.loads((run.out / "results-final.json").read_text()):
+                        rows.append(
+                            {
+                                "tier": tier,
+                                "trained_on": task_key,
+                                **row,
+                                "model": spec["model_label"],
+                                **per_run,
+                            }
+                        )
+                    if task.get("ood"):
+                        detection += _detection_rows(run, task, spec, load_file, auroc)
+    return rows, detection
+
+
+def _detection_rows(run: Run, task: dict, spec: dict, load_file, auroc) -> list[dict]:
+    out = []
+    inside, outside = _ds_label(task["dataset"]), _ds_label(task["ood"])
+    for n in EVAL_SAMPLES[run.method]:
+        p_in = run.out / "predictions" / f"final-{inside}-N{n}.safetensors"
+        p_out = run.out / "predictions" / f"final-{outside}-N{n}.safetensors"
+        if not (p_in.is_file() and p_out.is_file()):
+            continue
+        a, b = load_file(str(p_in)), load_file(str(p_out))
+        row = {
+            "tier": run.tier,
+            "model": spec["model_label"],
+            "trained_on": run.task,
+            "ood": outside,
+            "method": run.method,
+            "n_samples": n,
+            "seed": run.seed,
+        }
+        for score in SCORES:
+            if score == "mutual_information" and n == 0:
+                continue
+            row[f"auroc_{score}"] = auroc(_score(a, score), _score(b, score))
+        out.append(row)
+    return out
+
+
+def _score(pred: dict, score: str):
+    """Higher = more uncertain = more likely out of distribution."""
+    probs = pred["probs"].double()
+    if score == "max_prob":
+        return (-probs.max(-1).values).numpy()
+    if score == "entropy":
+        return (-(probs * probs.clamp_min(1e-12).log()).sum(-1)).numpy()
+    return pred["mutual_information"].double().numpy()
+
+
+def _ds_label(ds: str | dict) -> str:
+    """The label a run gives a dataset in its result rows and file names."""
+    return dataset_label(json.dumps(ds) if isinstance(ds, dict) else ds)

@@ -1,0 +1,109 @@
+"""What the paper's table is: its tiers, methods and seeds, each run's folder, and the
+`blob train` command that makes it. `run`, `status` and `report` all start from here.
+
+The paths are read at call time (`load_tier`, `Run.out`), so a test can point them
+elsewhere by patching this module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from blob_lora.methods import METHODS as REGISTRY
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "runs" / "paper-table"
+TIERS = {
+    "minilm": ROOT / "configs" / "table-minilm.yaml",
+    "gemma": ROOT / "configs" / "table-gemma.yaml",
+    # the re-run where the models learn and the posterior forms (issue 13)
+    "minilm-regime": ROOT / "configs" / "table-regime-minilm.yaml",
+}
+# what `run`, `status` and `report` do without --tiers: the current table (the first one,
+# 150 steps where the models barely learned, stays reproducible with --tiers minilm gemma)
+DEFAULT_TIERS = ["minilm-regime"]
+METHODS = tuple(REGISTRY)  # the registry's order: mle, map, mcd, ens, bbb, la, blob, tfb
+POST_HOC = ("la", "tfb")  # fitted on the MLE run's adapter
+# Ensemble member 0 trains with the run's seed exactly as the MLE run does (same settings,
+# init and data order): it is taken from there instead of being trained again.
+NEEDS_MLE = (*POST_HOC, "ens")
+EVAL_SAMPLES = {
+    "mle": [0], "map": [0], "ens": [0], "mcd": [10], "bbb": [0, 10],
+    "la": [10], "blob": [0, 10], "tfb": [10],
+}  # fmt: skip
+SEEDS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Run:
+    tier: str
+    task: str  # the key in the tier's `tasks`
+    method: str
+    seed: int
+
+    @property
+    def out(self) -> Path:
+        return RUNS / self.tier / self.task / f"{self.method}-s{self.seed}"
+
+    @property
+    def done(self) -> bool:
+        return (self.out / "results-final.json").is_file()
+
+
+def load_tier(tier: str) -> dict:
+    return yaml.safe_load(TIERS[tier].read_text())
+
+
+def plan(tiers: list[str], seeds: list[int], methods: list[str], tasks: list[str] | None):
+    runs = []
+    for seed in seeds:
+        for tier in tiers:
+            specs = load_tier(tier)["tasks"]
+            for task in [t for t in tasks if t in specs] if tasks else specs:
+                if seed not in specs[task].get("seeds", SEEDS):
+                    continue
+                for method in methods:
+                    runs.append(Run(tier, task, method, seed))
+    # post-hoc methods need their MLE run: keep mle before them (it is first in METHODS)
+    return runs
+
+
+def command(run: Run) -> list[str]:
+    spec = load_tier(run.tier)
+    task = spec["tasks"][run.task]
+    settings = dict(spec["settings"]) | dict(task.get("settings") or {})
+    extra = list(task.get("eval_datasets") or [])
+    if task.get("ood") and task["ood"] not in extra:
+        extra.append(task["ood"])
+    settings |= {
+        "dataset": task["dataset"],
+        "eval_datasets": extra,
+        "method": run.method,
+        "seed": run.seed,
+        "output_dir": str(run.out),
+        "eval_samples": EVAL_SAMPLES[run.method],
+    }
+    options = (spec.get("method_options") or {}).get(run.method)
+    if options:
+        settings["method_options"] = dict(options)
+    if run.method in POST_HOC:
+        settings |= {"init_from": str(Run(run.tier, run.task, "mle", run.seed).out), "max_steps": 0}
+    overrides = []
+    for key, value in _flatten(settings):
+        overrides += ["--set", f"{key}={json.dumps(value)}"]
+    cmd = [str(ROOT / ".venv" / "bin" / "blob"), "train", *overrides]
+    if (run.out / "run_config.json").is_file():
+        cmd.append("--resume")
+    return cmd
+
+
+def _flatten(settings: dict, prefix: str = ""):
+    for key, value in settings.items():
+        if isinstance(value, dict) and key in ("adapter", "method_options"):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value

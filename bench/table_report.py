@@ -1,0 +1,356 @@
+"""`paper_table.py report`: the collected rows as results/paper_table.{json,md}, one ACC
+against ECE figure per tier, the paper's claims checked against the seed means, and the
+measured cost per method."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+from datetime import date
+from pathlib import Path
+
+from bench.table_collect import SCORES, _ds_label, collect
+from bench.table_plan import EVAL_SAMPLES, METHODS, ROOT, SEEDS, load_tier
+from blob_lora.report.table import mean_std_cell
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def _label(method: str, n: int) -> str:
+    return f"{method} (N={n})" if method in ("blob", "bbb") or n else method
+
+
+LABELS = [_label(m, n) for m in METHODS for n in EVAL_SAMPLES[m]]  # the table's row order
+
+
+def _by_label(rows: list[dict], column_key: str, col: str) -> dict[str, list[dict]]:
+    """One column of a grid: its rows per method label, in the table's order."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        if r[column_key] == col:
+            out.setdefault(_label(r["method"], r["n_samples"]), []).append(r)
+    return {label: out[label] for label in LABELS if label in out}
+
+
+def _grid(rows: list[dict], columns: list[str], column_key: str, metrics: list[str]) -> list[str]:
+    groups = {col: _by_label(rows, column_key, col) for col in columns}
+    lines = [
+        "| metric | method | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for metric in metrics:
+        digits = 3 if metric in ("nll", "brier") or metric.startswith(("auroc", "sigma_r")) else 2
+        digits = 4 if metric == "sigma_mean" else digits
+        if metric == "acc" and any("majority_acc" in r for r in rows):
+            cells = [
+                mean_std_cell(_majority(groups[col]), 2, planned=len(SEEDS)) for col in columns
+            ]
+            lines.append(f"| {METRIC_LABELS['acc']} | majority class | " + " | ".join(cells) + " |")
+        for label in LABELS:
+            cells = [
+                mean_std_cell(
+                    [r[metric] for r in groups[col].get(label, []) if metric in r],
+                    digits,
+                    planned=len(SEEDS),
+                )
+                for col in columns
+            ]
+            if any(c != "–" for c in cells):
+                lines.append(
+                    f"| {METRIC_LABELS.get(metric, metric)} | {label} | " + " | ".join(cells) + " |"
+                )
+    return lines
+
+
+def _majority(by_label: dict[str, list[dict]]) -> list[float]:
+    """The majority-class accuracy of each seed's evaluation set (one value per seed)."""
+    per_seed = {
+        r["seed"]: r["majority_acc"] for rs in by_label.values() for r in rs if "majority_acc" in r
+    }
+    return list(per_seed.values())
+
+
+METRIC_LABELS = {
+    "sigma_mean": "mean σ", "sigma_ratio_median": "median σ/|μ|",
+    "acc": "ACC (%) ↑", "ece": "ECE (%) ↓", "nll": "NLL ↓", "brier": "Brier ↓",
+    "auroc_max_prob": "AUROC max-prob ↑", "auroc_entropy": "AUROC entropy ↑",
+    "auroc_mutual_information": "AUROC MI ↑",
+}  # fmt: skip
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    rows, detection = collect(args.tiers)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    meta = {"commit": commit, "machine": machine(), "date": str(date.today())}
+    keep = (
+        "model",
+        "dataset",
+        "method",
+        "n_samples",
+        "seed",
+        "steps",
+        "acc",
+        "ece",
+        "nll",
+        "brier",
+    )
+    optional = ("majority_acc", "sigma_mean", "sigma_ratio_median")  # newer runs carry them
+    table_rows = [
+        {k: r[k] for k in keep}
+        | {k: r[k] for k in optional if k in r}
+        | {"tier": r["tier"], "trained_on": r["trained_on"], **meta}
+        for r in rows
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "paper_table.json").write_text(json.dumps(table_rows, indent=1) + "\n")
+    (RESULTS / "paper_table_ood_detection.json").write_text(
+        json.dumps([d | meta for d in detection], indent=1) + "\n"
+    )
+    md = [
+        "# The paper's table at small scale",
+        "",
+        f"Command: `.venv/bin/python bench/paper_table.py run` then `report`. Commit {commit}; "
+        f"{meta['machine']}; {meta['date']}. Cells: mean ± std over seeds (a count in "
+        "parentheses where fewer than 3 seeds are finished or planned).",
+    ]
+    for tier in args.tiers:
+        spec = load_tier(tier)
+        mine = [r for r in rows if r["tier"] == tier]
+        if not mine:
+            continue
+        per_run = {(r["trained_on"], r["method"], r["seed"]): r["machine_s"] or 0 for r in mine}
+        wall = sum(per_run.values()) / 3600
+        s = spec["settings"]
+        md += [
+            "",
+            f"## {spec['model_label']}",
+            "",
+            f"{spec.get('note', '').strip()}",
+            "",
+            f"Settings (every method): {s.get('max_steps') or 'per task'} steps, "
+            f"batch {s.get('batch_size')}, protocol {s.get('protocol', 'default')}, "
+            f"max length {s.get('max_length')}, lr {s.get('lr')}, adapter {s.get('adapter')}, "
+            f"precision {s.get('precision', 'fp32')}"
+            + (", batches grouped by length" if s.get("group_by_length") else "")
+            + (f", kl_plan {s['kl_plan']}" if s.get("kl_plan") else "")
+            + ".",
+            *_task_notes(spec["tasks"]),
+            "",
+            "### In distribution",
+            "",
+        ]
+        ind = [
+            r for r in mine if r["dataset"] == _ds_label(spec["tasks"][r["trained_on"]]["dataset"])
+        ]
+        columns = [c for c in spec["tasks"] if any(r["trained_on"] == c for r in ind)]
+        md += _grid(ind, columns, "trained_on", ["acc", "ece", "nll"])
+        if any("sigma_mean" in r for r in ind):
+            md += [
+                "",
+                "Posterior of the Bayesian methods (read before the calibration numbers):",
+                "",
+            ]
+            md += _grid(ind, columns, "trained_on", ["sigma_mean", "sigma_ratio_median"])
+        for task_key, task in spec["tasks"].items():
+            ood_sets = list(task.get("eval_datasets") or [])
+            if not ood_sets:
+                continue
+            ood_sets = [_ds_label(d) for d in ood_sets]
+            sub = [r for r in mine if r["trained_on"] == task_key and r["dataset"] in ood_sets]
+            if sub:
+                md += [
+                    "",
+                    f"### Out of distribution: trained on {task_key}, evaluated unchanged",
+                    "",
+                ]
+                md += _grid(sub, ood_sets, "dataset", ["acc", "ece", "nll"])
+        md += _claims(ind, mine, spec)
+        figure = _plot_tier(ind, columns, spec["model_label"])
+        png = RESULTS / f"paper_table_{tier}.png"
+        figure.savefig(png, dpi=110)
+        md += ["", f"![ACC against ECE per method]({png.name})"]
+        det = [d for d in detection if d["tier"] == tier]
+        if det:
+            md += ["", "### OOD detection (AUROC, in = the task's validation inputs)", ""]
+            for task_key in spec["tasks"]:
+                sub = [d for d in det if d["trained_on"] == task_key]
+                if not sub:
+                    continue
+                md += ["", f"{task_key} vs {sub[0]['ood']}:", ""]
+                md += _grid(
+                    [d | {"col": "AUROC"} for d in sub],
+                    ["AUROC"],
+                    "col",
+                    [f"auroc_{s}" for s in SCORES],
+                )
+        md += _cost_lines(mine, list(spec["tasks"]))
+        md += [
+            "",
+            f"Machine time of the finished runs of this tier: {wall:.2f} h of the whole "
+            f"{os.cpu_count()}-core machine (each run's wall time x its threads / cores).",
+        ]
+    (RESULTS / "paper_table.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+def _means(rows: list[dict], column_key: str, col: str) -> dict[str, dict[str, float]]:
+    """Per method label, the seed-mean of each metric in one column of a grid."""
+    return {
+        label: {m: statistics.fmean(r[m] for r in mine) for m in ("acc", "ece", "nll")}
+        for label, mine in _by_label(rows, column_key, col).items()
+    }
+
+
+def _rank(
+    means: dict[str, dict[str, float]], label: str, metric: str, low: bool
+) -> tuple[int, int]:
+    """(place, out of): `label` among itself and the baselines (1 = best; ties share)."""
+    rivals = [k for k in means if not k.startswith("blob") or k == label]
+    sign = 1 if low else -1
+    better = sum(sign * (means[k][metric] - means[label][metric]) < -1e-9 for k in rivals)
+    return better + 1, len(rivals)
+
+
+def _claims(ind: list[dict], mine: list[dict], spec: dict) -> list[str]:
+    """The paper's three claims, each compared with this tier's seed means. BLoB is
+    ranked against the baselines only (never against its other N)."""
+    n10, n0 = "blob (N=10)", "blob (N=0)"
+    grids = [(c, c, _means(ind, "trained_on", c)) for c in spec["tasks"]]
+    for task_key, task in spec["tasks"].items():
+        trained = [r for r in mine if r["trained_on"] == task_key]
+        for ood in map(_ds_label, task.get("eval_datasets") or []):
+            grids.append((task_key, ood, _means(trained, "dataset", ood)))
+    rows = []
+    for trained_on, evaluated, means in grids:
+        if not {n10, n0, "mle"} <= set(means):
+            continue
+        ece, nll = _rank(means, n10, "ece", True), _rank(means, n10, "nll", True)
+        gap = means[n10]["acc"] - means["mle"]["acc"]
+        acc0 = _rank(means, n0, "acc", False)
+        near = ece[0] <= 2 and nll[0] <= 2 and abs(gap) <= 1.0
+        ood = "" if trained_on == evaluated else _verdict(ece[0] == 1)
+        rows.append(
+            f"| {trained_on} | {evaluated} | {_place(ece)} | {_place(nll)} | {gap:+.2f} | "
+            f"{_verdict(near)} | {_place(acc0)} | {_verdict(acc0[0] == 1)} | {ood} |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "### The paper's claims against these numbers (seed means; rank 1 = best)",
+        "",
+        "Claims: (1) BLoB N=10 has the lowest or near-lowest (rank 1-2) ECE and NLL at an "
+        "accuracy within 1 point of MLE; (2) BLoB N=0 keeps the best accuracy; (3) out of "
+        "distribution BLoB N=10 is better calibrated than the baselines (ECE rank 1).",
+        "",
+        "| trained on | evaluated on | BLoB N=10: ECE rank | NLL rank | ACC − MLE | (1) "
+        "| BLoB N=0: ACC rank | (2) | (3) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def _place(rank: tuple[int, int]) -> str:
+    return f"{rank[0]}/{rank[1]}"
+
+
+def _plot_tier(ind: list[dict], columns: list[str], title: str):
+    """One panel per task: each method's seed-mean ACC against ECE, with the seed std as
+    error bars - the table's trade-off at a glance (up and left is better)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.6 * len(columns), 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    colors = {label: f"C{i}" for i, label in enumerate(LABELS)}
+    for ax, col in zip(axes, columns, strict=True):
+        for label, mine in _by_label(ind, "trained_on", col).items():
+            ece, acc = [r["ece"] for r in mine], [r["acc"] for r in mine]
+            spread = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in (ece, acc)]
+            ax.errorbar(
+                statistics.fmean(ece), statistics.fmean(acc), xerr=spread[0], yerr=spread[1],
+                fmt="*" if label.startswith("blob") else "o", color=colors[label], label=label,
+                markersize=10 if label.startswith("blob") else 6, capsize=2,
+            )  # fmt: skip
+        ax.set_title(col)
+        ax.set_xlabel("ECE (%)")
+        ax.set_ylabel("ACC (%)")
+        ax.grid(alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right center", fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def _verdict(agrees: bool) -> str:
+    return "agrees" if agrees else "disagrees"
+
+
+def _task_notes(tasks: dict) -> list[str]:
+    """The tasks whose seeds or settings differ from the tier's."""
+    notes = []
+    for key, task in tasks.items():
+        parts = [f"{k} {v}" for k, v in (task.get("settings") or {}).items()]
+        if "seeds" in task:
+            parts.append("seeds " + ", ".join(map(str, task["seeds"])))
+        if parts:
+            notes.append(f"{key}: " + "; ".join(parts))
+    return ["", "Per task: " + ". ".join(notes) + "."] if notes else []
+
+
+def _cost_lines(mine: list[dict], tasks: list[str]) -> list[str]:
+    """Measured cost per method: machine minutes per run (training, any post-hoc fit, and
+    every evaluation at the method's N) and the ratio to MLE on the same task. Runs that
+    were interrupted and resumed are left out: their time is not one run's (work redone
+    on resuming; before the table kept a running total, an earlier start went untimed)."""
+    per_run: dict[tuple[str, str, int], float] = {}
+    for r in mine:
+        if r["machine_s"] and r["starts"] == 1:
+            per_run[(r["trained_on"], r["method"], r["seed"])] = r["machine_s"] / 60
+    by_task_method: dict[tuple[str, str], list[float]] = {}
+    for (task, method, _), minutes in per_run.items():
+        by_task_method.setdefault((task, method), []).append(minutes)
+    mean = {key: statistics.fmean(values) for key, values in by_task_method.items()}
+    columns = [t for t in tasks if any(k[0] == t for k in mean)]
+    if not columns:
+        return []
+    lines = [
+        "",
+        "### Measured cost: machine minutes per run (ratio to MLE)",
+        "",
+        "Mean over the seeds of runs that ran uninterrupted, two 1-thread runs sharing the "
+        "2 cores. la and tfb are post-hoc and start from the MLE run (its training is not "
+        "counted); ens trains 2 members and takes member 0 from the MLE run.",
+        "",
+        "| method | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for method in METHODS:
+        cells = []
+        for col in columns:
+            minutes, base = mean.get((col, method)), mean.get((col, "mle"))
+            if minutes is None:
+                cells.append("–")
+                continue
+            ratio = f" ({minutes / base:.2f}x)" if base else ""
+            cells.append(f"{minutes:.1f}{ratio}")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{cpu}, {os.cpu_count()} cores"

@@ -1,0 +1,129 @@
+"""`paper_table.py run`: train and evaluate the planned runs that are not done yet, a few at
+a time, each one `blob train` process, keeping count of the machine time they take."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bench.table_plan import NEEDS_MLE, ROOT, Run, command, plan
+from blob_lora.atomic import write_text_atomic
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run what is not done, `--jobs` runs at a time (each with cores/jobs threads: on 2
+    cores two 1-thread runs get more done than one 2-thread run)."""
+    runs = plan(args.tiers, args.seeds, args.methods, args.tasks)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    env = os.environ | {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": str(threads),
+    }
+    todo = [r for r in runs if not r.done]
+    print(f"{len(runs) - len(todo)} of {len(runs)} runs done; {len(todo)} to go", flush=True)
+    failed: list[Run] = []
+    running: set[Run] = set()
+    lock = threading.Lock()
+
+    def next_run() -> Run | None:
+        """The first run whose MLE run (for post-hoc methods) is done; None when none is
+        left; waits while only runs blocked on a running MLE run remain."""
+        while True:
+            with lock:
+                blocked = False
+                for run in list(todo):
+                    mle = Run(run.tier, run.task, "mle", run.seed)
+                    if run.method in NEEDS_MLE and not mle.done:
+                        if mle in running or mle in todo:
+                            blocked = True
+                            continue
+                        todo.remove(run)
+                        print(f"skip {run.out}: its MLE run failed or is not planned", flush=True)
+                        continue
+                    todo.remove(run)
+                    running.add(run)
+                    return run
+                if not blocked:
+                    return None
+            time.sleep(5)
+
+    def worker() -> None:
+        while (run := next_run()) is not None:
+            if run.method == "ens":
+                reuse_mle_as_member_zero(run)
+            print(f"start {run.out.relative_to(ROOT)}", flush=True)
+            log = run.out.parent / f"{run.out.name}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            code, took = timed_run(command(run), env, log, _partial_path(run))
+            with lock:
+                running.discard(run)
+                if code != 0:
+                    failed.append(run)
+                    print(f"FAILED (exit {code}, see {log}) {run.out}", flush=True)
+                    continue
+            cores = os.cpu_count() or 1
+            info = {"wall_s": round(took, 1), "jobs": args.jobs, "threads": threads, "cores": cores}
+            (run.out / "machine_time.json").write_text(json.dumps(info))
+            print(f"done in {took:.0f} s: {run.out.relative_to(ROOT)}", flush=True)
+
+    workers = [threading.Thread(target=worker) for _ in range(args.jobs)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if failed:
+        print("failed: " + ", ".join(str(r.out) for r in failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _partial_path(run: Run) -> Path:
+    return run.out.parent / f"{run.out.name}.wall.json"
+
+
+def timed_run(
+    cmd: list[str], env: dict, log: Path, partial: Path, every_s: float = 30.0
+) -> tuple[int, float]:
+    """Run `cmd` with its output appended to `log`; return its exit code and the wall
+    seconds of this start plus every earlier, interrupted one. The running total is kept
+    in `partial` every `every_s` seconds, so a start killed with the table command is still
+    counted when the run resumes; it is removed once the run succeeds."""
+    before = json.loads(partial.read_text())["wall_s"] if partial.is_file() else 0.0
+    start = time.time()
+
+    def keep_total() -> float:
+        took = before + time.time() - start
+        write_text_atomic(partial, json.dumps({"wall_s": round(took, 1)}))
+        return took
+
+    with open(log, "a") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                code = proc.wait(timeout=every_s)
+                break
+            except subprocess.TimeoutExpired:
+                keep_total()
+    if code != 0:  # a failed start is machine time spent too: count it when the run is retried
+        return code, keep_total()
+    partial.unlink(missing_ok=True)
+    return code, before + time.time() - start
+
+
+def reuse_mle_as_member_zero(run: Run) -> None:
+    member = run.out / "member-0" / "adapter"
+    if member.exists():
+        return
+    member.parent.mkdir(parents=True, exist_ok=True)
+    tmp = member.with_name(".adapter.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(Run(run.tier, run.task, "mle", run.seed).out / "adapter", tmp)
+    os.replace(tmp, member)
