@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import regime_scan  # noqa: E402
+from dev_runs import run_once, with_settings  # noqa: E402
+
+from blob_lora.protocol import PAPER_METHOD_OPTIONS  # noqa: E402
 
 ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "protocol-check"
@@ -43,21 +44,14 @@ VARIANTS = {
         {
             "method": "tfb",
             **MLE,
-            "method_options": {
-                "bisection": "authors",
-                "tolerance": 0.003,
-                "max_iters": 5,
-                "beta_min": 0.001,
-                "beta_max": 0.015,
-                "search_samples": 10,
-            },
+            "method_options": PAPER_METHOD_OPTIONS["tfb"],
         },
     ),
     "la-marglik": ("laplace prior", "ours", {"method": "la", **MLE}),
     "la-adam": (
         "laplace prior",
         "theirs",
-        {"method": "la", **MLE, "method_options": {"prior_fit": "adam", "link_samples": 100000}},
+        {"method": "la", **MLE, "method_options": PAPER_METHOD_OPTIONS["la"]},
     ),
 }
 
@@ -75,39 +69,21 @@ def out_dir(name: str) -> Path:
 
 def command(name: str) -> list[str]:
     lr = next(iter(regime_scan.SCANS[TASK]))
-    cmd = [a for a in regime_scan.command(TASK, lr) if a != "--resume"]
     settings = {
         "eval_every": 0,
         "eval_samples": [0, 10],
         "output_dir": str(out_dir(name)),
         **VARIANTS[name][2],
     }
-    for key, value in settings.items():
-        cmd += ["--set", f"{key}={json.dumps(value)}"]
-    if (out_dir(name) / "run_config.json").is_file():
-        cmd.append("--resume")
-    return cmd
+    return with_settings(regime_scan.command(TASK, lr), settings, out_dir(name))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    env = os.environ | {
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-    }
     failed = 0
     for name in VARIANTS:
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or name in REUSE:
             continue
-        out = out_dir(name)
-        if (out / "results-final.json").is_file() or name in REUSE:
-            continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        print(name, flush=True)
-        with open(out.parent / f"{out.name}.log", "a") as log:
-            code = subprocess.call(command(name), cwd=ROOT, env=env, stdout=log, stderr=log)
-        failed += code != 0
+        failed += not run_once(name, command(name), out_dir(name))
     return 1 if failed else 0
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 from collections import Counter
 from pathlib import Path
+
+from dev_runs import run_once, with_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "regime"
@@ -99,17 +99,9 @@ def command(task: str, lr: float) -> list[str]:
         "eval_every": every,
         "output_dir": str(scan_dir(task, lr)),
     }
+    adapter = {f"adapter.{k}": v for k, v in settings.pop("adapter").items()}
     cmd = [str(ROOT / ".venv" / "bin" / "blob"), "train"]
-    for key, value in settings.items():
-        if key == "adapter":
-            cmd += [
-                arg for k, v in value.items() for arg in ("--set", f"adapter.{k}={json.dumps(v)}")
-            ]
-        else:
-            cmd += ["--set", f"{key}={json.dumps(value)}"]
-    if (scan_dir(task, lr) / "run_config.json").is_file():
-        cmd.append("--resume")
-    return cmd
+    return with_settings(cmd, settings | adapter, scan_dir(task, lr))
 
 
 def jobs(only: list[str] | None) -> list[tuple[str, float]]:
@@ -120,22 +112,9 @@ def jobs(only: list[str] | None) -> list[tuple[str, float]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    env = os.environ | {
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-    }
     failed = 0
     for task, lr in jobs(args.only):
-        out = scan_dir(task, lr)
-        if (out / "results-final.json").is_file():
-            continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"scan {task} lr {lr:g}", flush=True)
-        with open(out.parent / f"{out.name}.log", "a") as log:
-            code = subprocess.call(command(task, lr), cwd=ROOT, env=env, stdout=log, stderr=log)
-        failed += code != 0
+        failed += not run_once(f"scan {task} lr {lr:g}", command(task, lr), scan_dir(task, lr))
     return 1 if failed else 0
 
 

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import regime_scan  # noqa: E402
+from dev_runs import run_once, with_settings  # noqa: E402
 
 ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "schedule-check"
@@ -56,36 +55,16 @@ def command(task: str, candidate: str) -> list[str]:
         "output_dir": str(out_dir(task, candidate)),
         **CANDIDATES[candidate],
     }
-    cmd = [a for a in base if a != "--resume"]
-    for key, value in extra.items():
-        cmd += ["--set", f"{key}={json.dumps(value)}"]
-    if (out_dir(task, candidate) / "run_config.json").is_file():
-        cmd.append("--resume")
-    return cmd
+    return with_settings(base, extra, out_dir(task, candidate))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    env = os.environ | {
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-    }
     failed = 0
     for task in TASKS:
         for cand in CANDIDATES:
             if args.only and f"{task}:{cand}" not in args.only:
                 continue
-            out = out_dir(task, cand)
-            if (out / "results-final.json").is_file():
-                continue
-            out.parent.mkdir(parents=True, exist_ok=True)
-            print(f"{task} {cand}", flush=True)
-            with open(out.parent / f"{out.name}.log", "a") as log:
-                code = subprocess.call(
-                    command(task, cand), cwd=ROOT, env=env, stdout=log, stderr=log
-                )
-            failed += code != 0
+            failed += not run_once(f"{task} {cand}", command(task, cand), out_dir(task, cand))
     return 1 if failed else 0
 
 

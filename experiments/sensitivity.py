@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import regime_scan  # noqa: E402
+from dev_runs import run_once, with_settings  # noqa: E402
 
 ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "sensitivity"
@@ -38,7 +37,6 @@ def out_dir(beta: float, scale: float) -> Path:
 
 def command(beta: float, scale: float) -> list[str]:
     lr = next(iter(regime_scan.SCANS[TASK]))
-    cmd = [a for a in regime_scan.command(TASK, lr) if a != "--resume"]
     extra = {
         "method": "blob",
         "eval_every": 0,
@@ -48,33 +46,15 @@ def command(beta: float, scale: float) -> list[str]:
         "adapter.prior_std": beta,
         "output_dir": str(out_dir(beta, scale)),
     }
-    for key, value in extra.items():
-        cmd += ["--set", f"{key}={json.dumps(value)}"]
-    if (out_dir(beta, scale) / "run_config.json").is_file():
-        cmd.append("--resume")
-    return cmd
+    return with_settings(regime_scan.command(TASK, lr), extra, out_dir(beta, scale))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    env = os.environ | {
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-    }
     failed = 0
     for beta in BETAS:
         for scale in SCALES:
-            out = out_dir(beta, scale)
-            if (out / "results-final.json").is_file():
-                continue
-            out.parent.mkdir(parents=True, exist_ok=True)
-            print(f"beta {beta:g} clock x{scale:g}", flush=True)
-            with open(out.parent / f"{out.name}.log", "a") as log:
-                code = subprocess.call(
-                    command(beta, scale), cwd=ROOT, env=env, stdout=log, stderr=log
-                )
-            failed += code != 0
+            label = f"beta {beta:g} clock x{scale:g}"
+            failed += not run_once(label, command(beta, scale), out_dir(beta, scale))
     return 1 if failed else 0
 
 

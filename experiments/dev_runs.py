@@ -1,0 +1,38 @@
+"""What the dev-split experiments share: the environment of a one-core `blob train`, the
+command of a variant of a base run, and running it once (skipped when finished, resumed
+when started)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = os.environ | {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+def with_settings(cmd: list[str], settings: dict, out: Path) -> list[str]:
+    """`cmd` with `--set key=value` for each setting, resuming a run already started."""
+    cmd = [a for a in cmd if a != "--resume"]
+    for key, value in settings.items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    if (out / "run_config.json").is_file():
+        cmd.append("--resume")
+    return cmd
+
+
+def run_once(label: str, cmd: list[str], out: Path) -> bool:
+    """Run `cmd` (output to `<out>.log`) unless `out` is finished; False when it failed."""
+    if (out / "results-final.json").is_file():
+        return True
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(label, flush=True)
+    with open(out.parent / f"{out.name}.log", "a") as log:
+        return subprocess.call(cmd, cwd=ROOT, env=ENV, stdout=log, stderr=log) == 0
