@@ -18,6 +18,23 @@ ENV = os.environ | {
 }
 
 
+def measured_on() -> str:
+    """The machine and date a results file was written on."""
+    import platform
+    from datetime import date
+
+    cpu = platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    return f"Measured on {cpu}, {os.cpu_count()} cores, one thread per run; {date.today()}."
+
+
 def with_settings(cmd: list[str], settings: dict, out: Path) -> list[str]:
     """`cmd` with `--set key=value` for each setting, resuming a run already started."""
     cmd = [a for a in cmd if a != "--resume"]

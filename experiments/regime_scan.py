@@ -22,7 +22,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from dev_runs import run_once, with_settings
+from dev_runs import measured_on, run_once, with_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "regime"
@@ -198,7 +198,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         + (__doc__ or "").split("\n\n", 2)[2].strip()
         + "\n\nCommand: `.venv/bin/python experiments/regime_scan.py run` then `report`. "
         "Dev split: 20% of each task's training data (fixed seed 7); the validation split "
-        "is never read. Batch, model and adapter settings: experiments/regime_scan.py.\n\n"
+        "is never read. Batch, model and adapter settings: experiments/regime_scan.py. "
+        + measured_on()
+        + "\n\n"
         + "\n".join(
             [
                 "| task | lr | majority % | MLE dev ACC % | ECE % | NLL | steps | epochs | learned "

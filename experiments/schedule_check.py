@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import regime_scan  # noqa: E402
-from dev_runs import run_once, with_settings  # noqa: E402
+from dev_runs import measured_on, run_once, with_settings  # noqa: E402
 
 ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "schedule-check"
@@ -120,7 +120,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "schedule_check.json").write_text(json.dumps(rows, indent=1) + "\n")
     (RESULTS / "schedule_check.md").write_text(
-        "# KL schedule on dev splits (BLoB, MiniLM)\n\n" + "\n".join(lines) + "\n"
+        "# KL schedule on dev splits (BLoB, MiniLM)\n\n"
+        + measured_on()
+        + "\n\n"
+        + "\n".join(lines)
+        + "\n"
     )
     print("\n".join(lines))
     return 0
