@@ -7,7 +7,7 @@ import json
 
 from bench.table_plan import EVAL_SAMPLES, METHODS, SEEDS, Run, load_tier
 from bench.table_status import _machine_s, _starts
-from blob_lora.run_files import dataset_label
+from blob_lora.run_files import RunDir, dataset_label
 
 SCORES = ("max_prob", "entropy", "mutual_information")
 
@@ -28,7 +28,7 @@ def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
                     if not run.done:
                         continue
                     per_run = {"machine_s": _machine_s(run), "starts": _starts(run)}
-                    for row in json.loads((run.out / "results-final.json").read_text()):
+                    for row in json.loads(RunDir(run.out).results("final").read_text()):
                         rows.append(
                             {
                                 "tier": tier,
@@ -47,8 +47,9 @@ def _detection_rows(run: Run, task: dict, spec: dict, load_file, auroc) -> list[
     out = []
     inside, outside = _ds_label(task["dataset"]), _ds_label(task["ood"])
     for n in EVAL_SAMPLES[run.method]:
-        p_in = run.out / "predictions" / f"final-{inside}-N{n}.safetensors"
-        p_out = run.out / "predictions" / f"final-{outside}-N{n}.safetensors"
+        predictions = RunDir(run.out).predictions
+        p_in = predictions / f"final-{inside}-N{n}.safetensors"
+        p_out = predictions / f"final-{outside}-N{n}.safetensors"
         if not (p_in.is_file() and p_out.is_file()):
             continue
         a, b = load_file(str(p_in)), load_file(str(p_out))

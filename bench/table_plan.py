@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from blob_lora.methods import METHODS as REGISTRY
+from blob_lora.run_files import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "paper-table"
@@ -51,7 +52,7 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return (self.out / "results-final.json").is_file()
+        return RunDir(self.out).results("final").is_file()
 
 
 def load_tier(tier: str) -> dict:
@@ -96,7 +97,7 @@ def command(run: Run) -> list[str]:
     for key, value in _flatten(settings):
         overrides += ["--set", f"{key}={json.dumps(value)}"]
     cmd = [str(ROOT / ".venv" / "bin" / "blob"), "train", *overrides]
-    if (run.out / "run_config.json").is_file():
+    if RunDir(run.out).config.is_file():
         cmd.append("--resume")
     return cmd
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.table_plan import NEEDS_MLE, ROOT, Run, command, plan
 from blob_lora.atomic import write_text_atomic
+from blob_lora.run_files import RunDir
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -119,11 +120,11 @@ def timed_run(
 
 
 def reuse_mle_as_member_zero(run: Run) -> None:
-    member = run.out / "member-0" / "adapter"
+    member = RunDir(run.out).part("member-0").adapter
     if member.exists():
         return
     member.parent.mkdir(parents=True, exist_ok=True)
     tmp = member.with_name(".adapter.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(Run(run.tier, run.task, "mle", run.seed).out / "adapter", tmp)
+    shutil.copytree(RunDir(Run(run.tier, run.task, "mle", run.seed).out).adapter, tmp)
     os.replace(tmp, member)

@@ -27,7 +27,7 @@ def main(config: str, structure: str = "scalar") -> None:
 
     def traced_post_train(self, model, context):
         model = post_train(self, model, context)
-        post = model.laplace_posterior
+        post = model.method_state
         for st in STRUCTURES:
             found = post.optimize_prior_precision(st)
             values = list(found.values()) if isinstance(found, dict) else [found]

@@ -5,15 +5,21 @@
 
 Each pair shares everything but the one point (MRPC, dev split carved from train, the
 task's scan budget and lr). Two of the runs are made by other experiments (`REUSE`): the
-MLE scan (head=lora) and the schedule check's budget-plan BLoB (sequence noise). Post-hoc pairs (TFB, Laplace) start from the same MLE run, the
-regime scan's. The better of each pair (dev NLL at N=10, accuracy within 1 point) is the
-product default; bench/README.md records the outcome.
+MLE scan (head=lora) and the schedule check's default-plan BLoB (sequence noise, the
+authors' clock x 0.1). Post-hoc pairs (TFB, Laplace) start from the same MLE run, the
+regime scan's. Prediction-only points share the trained weights: MC dropout's scope is
+evaluated on the one MC-dropout run (init_from, no steps), and the ensemble's combine on
+the same three members (member 0 is the regime scan's MLE run, as in the paper table; the
+members are trained with our data order, so only the combine differs). The better of
+each pair (dev NLL at the method's largest N, accuracy within 1 point) is the product
+default; bench/README.md records the outcome.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -53,12 +59,22 @@ VARIANTS = {
         "theirs",
         {"method": "la", **MLE, "method_options": PAPER_METHOD_OPTIONS["la"]},
     ),
+    "mcd-adapter": ("mc dropout scope", "ours", {"method": "mcd"}),
+    "mcd-all": ("mc dropout scope", "theirs", {"method": "mcd", "max_steps": 0}),
+    "ens-probs": ("ensemble combine", "ours", {"method": "ens"}),
+    "ens-logits": (
+        "ensemble combine",
+        "theirs",
+        {"method": "ens", "method_options": {"combine": "logits"}},
+    ),
 }
+# prediction-only variants: (the run whose weights they evaluate, what to copy from it)
+SHARED_WEIGHTS = {"mcd-all": ("mcd-adapter", None), "ens-logits": ("ens-probs", "members")}
 
 
 # runs that another experiment already makes with exactly these settings
 REUSE = {
-    "noise-sequence": ROOT / "runs" / "schedule-check" / f"{TASK}-budget",
+    "noise-sequence": ROOT / "runs" / "schedule-check" / f"{TASK}-budget-x0.1",
     "head-lora": regime_scan.scan_dir(TASK, next(iter(regime_scan.SCANS[TASK]))),
 }
 
@@ -75,13 +91,47 @@ def command(name: str) -> list[str]:
         "output_dir": str(out_dir(name)),
         **VARIANTS[name][2],
     }
+    if name == "mcd-all":
+        settings["init_from"] = str(out_dir("mcd-adapter"))
+        settings["method_options"] = {"scope": "all"}
     return with_settings(regime_scan.command(TASK, lr), settings, out_dir(name))
+
+
+def share_weights(name: str) -> bool:
+    """Put the trained weights a prediction-only variant evaluates in place; False when
+    the run that trains them has not finished."""
+    if name == "ens-probs":  # member 0: the regime scan's MLE run (same seed, init, data)
+        copy_adapter(out_dir("head-lora") / "adapter", out_dir(name) / "member-0" / "adapter")
+        return True
+    source, what = SHARED_WEIGHTS.get(name, (None, None))
+    if source is None:
+        return True
+    if not (out_dir(source) / "results-final.json").is_file():
+        print(f"skip {name}: {source} has not finished", flush=True)
+        return False
+    if what == "members":
+        for member in sorted(out_dir(source).glob("member-*")):
+            copy_adapter(member / "adapter", out_dir(name) / member.name / "adapter")
+    return True
+
+
+def copy_adapter(src: Path, dst: Path) -> None:
+    if dst.exists():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(".adapter.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    tmp.rename(dst)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     failed = 0
     for name in VARIANTS:
         if (args.only and name not in args.only) or name in REUSE:
+            continue
+        if not share_weights(name):
+            failed += 1
             continue
         failed += not run_once(name, command(name), out_dir(name))
     return 1 if failed else 0

@@ -10,6 +10,7 @@ from torch import nn
 from blob_lora import AdapterOptimizer, ConfigError, OptimConfig, get_blob_model
 from blob_lora.kl_plan import lr_factor
 from blob_lora.methods import get_method
+from blob_lora.methods.ens import EnsembleState
 from blob_lora.methods.tfb import authors_bisection
 from blob_lora.run_config import load_run_config
 
@@ -43,7 +44,7 @@ def _members_model():
     for k in range(3):
         torch.manual_seed(k)
         states.append({n: torch.randn_like(p) for n, p in blob.named_trainable_parameters()})
-    blob.member_states = states
+    blob.method_state = EnsembleState(states)
     return blob
 
 
@@ -51,7 +52,7 @@ def test_the_ensemble_averages_logits_or_probabilities():
     blob = _members_model()
     x = torch.randn(5, 4)
     logits = []
-    for state in blob.member_states:
+    for state in blob.method_state.members:
         for n, p in blob.named_trainable_parameters():
             p.data.copy_(state[n])
         with torch.no_grad():

@@ -28,6 +28,10 @@ class BlobModel(nn.Module):
         self.model = model
         self.adapter_config = config
         self._adapter_names = list(inject_adapters(model, config))
+        # what the method learned beyond the adapter weights, read and written only by the
+        # method that owns it (methods/*.py): an ensemble's members, Laplace's posterior,
+        # TFB's beta; None for methods that learn nothing else
+        self.method_state: Any = None
         self.train(model.training)  # new adapter layers follow the model's train/eval mode
 
     # -- passthrough ----------------------------------------------------------------------

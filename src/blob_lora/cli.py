@@ -161,12 +161,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .errors import ConfigError
     from .run_config import RunConfig
-    from .train import RUN_CONFIG, Runner
+    from .run_files import RunDir
+    from .train import Runner
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / RUN_CONFIG).is_file():
-        raise ConfigError(f"{run_dir} is not a blob run (no {RUN_CONFIG})")
-    cfg = RunConfig.from_dict(json.loads((run_dir / RUN_CONFIG).read_text()))
+    saved = RunDir(run_dir).config
+    if not saved.is_file():
+        raise ConfigError(f"{run_dir} is not a blob run (no {saved.name})")
+    cfg = RunConfig.from_dict(json.loads(saved.read_text()))
     if args.limit is not None:
         cfg.eval_limit = args.limit
     cfg.output_dir = str(run_dir)  # the run may have moved since it was trained

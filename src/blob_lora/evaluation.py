@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_path
 from .posterior_stats import SAME_PROBS_TOL, sigma_stats
-from .run_files import _write_json, dataset_label, ood_split
+from .run_files import RunDir, _write_json, dataset_label, ood_split
 
 
 class EvalMixin:
@@ -77,7 +77,7 @@ class EvalMixin:
                 if write:
                     self._write_eval(name, n, probs, labels, mi, tag)
         if write and self.acc.is_main_process:
-            _write_json(self.out / f"results-{tag}.json", rows)
+            _write_json(RunDir(self.out).results(tag), rows)
         return rows
 
     @torch.no_grad()
@@ -142,7 +142,7 @@ class EvalMixin:
         from .report.reliability import plot_reliability
 
         safe = dataset_label(name)
-        pred_dir = self.out / "predictions"
+        pred_dir = RunDir(self.out).predictions
         pred_dir.mkdir(parents=True, exist_ok=True)
         final = pred_dir / f"{tag}-{safe}-N{n}.safetensors"
         with atomic_path(final) as tmp:
@@ -152,7 +152,7 @@ class EvalMixin:
         plot_reliability(
             probs.numpy(),
             labels.numpy(),
-            self.out / "plots" / f"{tag}-{safe}-N{n}.png",
+            RunDir(self.out).plots / f"{tag}-{safe}-N{n}.png",
             title=f"{self.cfg.method} on {name}, N={n}",
         )
 

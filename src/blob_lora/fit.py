@@ -19,7 +19,7 @@ from .checkpoint import latest_checkpoint
 from .errors import BlobLoraError
 from .optim import AdapterOptimizer, OptimConfig
 from .posterior_stats import plot_sigma, sigma_stats
-from .run_files import SIGMA_LOG, _jsonl_to_csv, _tensorboard, _truncate_log, dataset_label
+from .run_files import RunDir, _jsonl_to_csv, _tensorboard, _truncate_log, dataset_label
 
 
 class TrainingDivergedError(BlobLoraError):
@@ -69,9 +69,8 @@ class FitMixin:
         )
         scorer = acc.prepare(Scorer(blob, setup.task))
         step = 0
-        ckpt_dir = run_dir / "checkpoints"
-        log_path = run_dir / "metrics.jsonl"
-        sigma_path = run_dir / SIGMA_LOG
+        files = RunDir(run_dir)
+        ckpt_dir, log_path, sigma_path = files.checkpoints, files.metrics_log, files.sigma_log
         sigma_every = max(1, cfg.max_steps // 50)
         if acc.is_main_process:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +162,7 @@ class FitMixin:
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
                 rows = self.evaluate(samples=[0], tag=f"step{step}", write=False)
                 if acc.is_main_process and rows:
-                    with open(run_dir / "eval_log.jsonl", "a") as fh:
+                    with open(files.eval_log, "a") as fh:
                         fh.write(json.dumps({"step": step, **rows[0]}) + "\n")
                 blob.train()
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
@@ -180,14 +179,12 @@ class FitMixin:
         if board is not None:
             board.close()
         if acc.is_main_process:
-            _jsonl_to_csv(log_path, run_dir / "metrics.csv")
+            _jsonl_to_csv(log_path, files.metrics_csv)
             if blob.is_bayesian and log_path.exists():
                 rows = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln.strip()]
-                plot_sigma(
-                    rows, run_dir / "plots" / "sigma.png", f"{cfg.method}: the posterior std"
-                )
+                plot_sigma(rows, files.plots / "sigma.png", f"{cfg.method}: the posterior std")
             if run_dir != self.out:
-                save_adapter(blob, run_dir / "adapter", extra={"steps": step})
+                save_adapter(blob, files.adapter, extra={"steps": step})
         return step
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:

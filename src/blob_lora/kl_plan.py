@@ -154,11 +154,25 @@ class KLPlan:
     mean_shrink: float
     prior_std: float
     capped: bool = False  # kl_lr lowered so no KL step exceeds MAX_STEP x the authors'
+    optim_scheme: str = "authors"  # elbo: AdamW moves G, so kl_lr and the prediction do not apply
+
+    @property
+    def predicts_sigma(self) -> bool:
+        """The sigma prediction simulates the authors' SGD on G; under one AdamW (elbo)
+        sigma moves at Adam's rate, whatever the KL weight."""
+        return self.optim_scheme == "authors"
 
     def describe(self) -> str:
         m = self.schedule.cycle_length
         k = self.schedule.cycles
         where = f"{k} cycles of {m} steps (KL off after step {k * m})" if k else f"M={m}"
+        if not self.predicts_sigma:
+            return (
+                f"KL schedule {self.schedule.kind}: {where}; optim_scheme={self.optim_scheme}: "
+                "one AdamW moves every parameter, G included, on NLL + weight x KL, so kl_lr "
+                f"is unused and sigma is not predicted (init {self.sigma0:.4f}, prior "
+                f"{self.prior_std:g})"
+            )
         text = f"KL plan ({self.kind}): {where}, kl_lr {self.kl_lr:.4g}, clock {self.clock:.4f}"
         if self.target_clock is not None:
             text += (

@@ -1,15 +1,58 @@
-"""Bayesian model averaging: the predictive is the mean of the sampled probabilities."""
+"""Model averaging: every method's predictive is one loop over its draws.
+
+A *draw* is whatever makes the next pass differ: a weight sample (BLoB, BBB), dropout
+masks (MC dropout), an ensemble member's weights. Methods say how to set a draw up;
+`average_draws` runs the passes and combines them, so there is one loop to get right.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 
 from .adapter_model import BlobModel
 
+COMBINES = ("probs", "logits")
+
 
 @torch.no_grad()
+def average_draws(
+    class_logits: Callable[[], torch.Tensor], draws: Iterable[object], combine: str = "probs"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs (B, C), per-draw probs (S, B, C)): one pass of `class_logits()` per draw.
+
+    `draws` is iterated once per pass; each step sets the model up for that pass (and a
+    generator's ``finally`` restores it). ``combine="probs"`` averages probabilities,
+    Bayesian model averaging as the paper scores it (its NLL is -log of the average);
+    ``"logits"`` averages logits and then takes the softmax (the authors' ensemble).
+    """
+    if combine not in COMBINES:
+        raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
+    try:
+        logits = [class_logits().float() for _ in draws]
+    finally:  # a draw generator restores the model in its `finally`: now, even on error
+        close = getattr(draws, "close", None)
+        if close is not None:
+            close()
+    if not logits:
+        raise ValueError("average_draws needs at least one draw")
+    stacked = torch.stack(logits)
+    each = torch.softmax(stacked, dim=-1)
+    if combine == "logits":
+        return torch.softmax(stacked.mean(0), dim=-1), each
+    return each.mean(0), each
+
+
+def weight_draws(model: BlobModel, n_samples: int, sample_mode: str | None = None):
+    """The posterior's draws: the mean once for N=0, else N fresh weight samples."""
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    mode = "mean" if n_samples == 0 else sample_mode or model.adapter_config.sample_mode
+    with model.sampling(mode):
+        yield from range(max(n_samples, 1))
+
+
 def predictive_probs(
     model: BlobModel,
     class_logits: Callable[[], torch.Tensor],
@@ -19,21 +62,10 @@ def predictive_probs(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Average of softmax(class_logits()) over `n_samples` weight samples.
 
-    n_samples=0 is one pass with the posterior mean. The NLL of the result is
-    -log of the averaged probability, as the paper reports it. With `return_samples`
-    also returns the (S, B, C) per-sample probabilities (for mutual information).
+    n_samples=0 is one pass with the posterior mean. With `return_samples` also returns
+    the (S, B, C) per-sample probabilities (for mutual information).
     """
-    if n_samples < 0:
+    if n_samples < 0:  # before the generator starts: the error belongs to the caller
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-    if n_samples == 0:
-        with model.sampling("mean"):
-            probs = torch.softmax(class_logits().float(), dim=-1)
-        return (probs, probs.unsqueeze(0)) if return_samples else probs
-    mode = sample_mode or model.adapter_config.sample_mode
-    samples = []
-    with model.sampling(mode):
-        for _ in range(n_samples):
-            samples.append(torch.softmax(class_logits().float(), dim=-1))
-    stacked = torch.stack(samples)
-    probs = stacked.mean(0)
-    return (probs, stacked) if return_samples else probs
+    probs, each = average_draws(class_logits, weight_draws(model, n_samples, sample_mode))
+    return (probs, each) if return_samples else probs

@@ -6,6 +6,7 @@ import csv
 import errno
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,74 @@ from .kl_plan import KLPlan
 from .run_config import RunConfig
 
 RUN_CONFIG = "run_config.json"
-
-
 KL_PLAN = "kl_plan.json"
 SIGMA_LOG = "sigma_log.jsonl"  # per-layer sigma statistics, ~50 rows a run
+LOCK_FILE = ".blob-lora.lock"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Where each file of a run folder lives: the one place that spells their names.
+
+    An ensemble's members are runs of their own inside it (`part("member-0")`), with
+    their own checkpoints, logs and adapter.
+    """
+
+    root: Path
+
+    def part(self, name: str) -> RunDir:
+        return RunDir(self.root / name) if name else self
+
+    def results(self, tag: str) -> Path:
+        return self.root / f"results-{tag}.json"
+
+    @property
+    def config(self) -> Path:
+        return self.root / RUN_CONFIG
+
+    @property
+    def kl_plan(self) -> Path:
+        return self.root / KL_PLAN
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / "adapter"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def metrics_log(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def eval_log(self) -> Path:
+        return self.root / "eval_log.jsonl"
+
+    @property
+    def sigma_log(self) -> Path:
+        return self.root / SIGMA_LOG
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_FILE
 
 
 def _plan_dict(plan: KLPlan) -> dict[str, Any]:
@@ -32,8 +97,10 @@ def _plan_dict(plan: KLPlan) -> dict[str, Any]:
         "reference": plan.reference,
         "reference_cycles": plan.reference_cycles,
         "sigma0": plan.sigma0,
-        "predicted_sigma": plan.predicted_sigma,
-        "kl_only_mean_shrink": plan.mean_shrink,
+        "optim_scheme": plan.optim_scheme,
+        "kl_lr_used": plan.predicts_sigma,
+        "predicted_sigma": plan.predicted_sigma if plan.predicts_sigma else None,
+        "kl_only_mean_shrink": plan.mean_shrink if plan.predicts_sigma else None,
         "text": plan.describe(),
     }
 
@@ -58,22 +125,19 @@ def _write_failure_reason(err: BaseException) -> str:
     return str(err).split(": ", 1)[-1]
 
 
-LOCK_FILE = ".blob-lora.lock"
-
-
 def _lock_run_dir(out: Path) -> Any:
     """An exclusive lock on the run folder for this process's lifetime (released by the OS
     when it exits, however it exits): two `blob train` on one folder would interleave
     checkpoints and logs."""
     import fcntl
 
-    handle = open(out / LOCK_FILE, "a+")  # noqa: SIM115 - held until the process ends
+    handle = open(RunDir(out).lock, "a+")  # noqa: SIM115 - held until the process ends
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         raise ConfigError(
-            f"another process is training in {out} (it holds {out / LOCK_FILE}); wait for it "
+            f"another process is training in {out} (it holds {RunDir(out).lock}); wait for it "
             "to finish or choose another output_dir"
         ) from None
     return handle
@@ -110,7 +174,7 @@ def _tensorboard(run_dir: Path) -> Any:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return SummaryWriter(log_dir=str(RunDir(run_dir).tensorboard))
 
 
 def _truncate_log(path: Path, step: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,7 @@ from .kl_schedule import KLSchedule
 from .methods import get_method
 from .run_config import RunConfig
 from .run_files import (
-    KL_PLAN,
-    RUN_CONFIG,
+    RunDir,
     _as_saved,
     _lock_run_dir,
     _plan_dict,
@@ -189,7 +188,7 @@ class SetupMixin:
 
     def prepare(self, resume: bool) -> None:
         cfg = self.cfg
-        saved = self.out / RUN_CONFIG
+        saved = RunDir(self.out).config
         if saved.exists() and not resume:
             raise ConfigError(
                 f"{self.out} already holds a run; pass --resume to continue it or choose "
@@ -218,7 +217,7 @@ class SetupMixin:
             _write_json(saved, cfg.to_dict())
             if self.kl_plan is not None and self.setup.model.is_bayesian:
                 print(self.kl_plan.describe(), flush=True)
-                _write_json(self.out / KL_PLAN, _plan_dict(self.kl_plan))
+                _write_json(RunDir(self.out).kl_plan, _plan_dict(self.kl_plan))
 
     def check_resumable(self, saved: Path) -> None:
         """--resume continues the same run: the config it was started with (output_dir
@@ -239,9 +238,11 @@ class SetupMixin:
 
     def finished(self) -> dict[str, Any] | None:
         """A resumed run that already ended: its results, unchanged (None otherwise). It
-        ended when its results and its adapter (or its first member's) are both there."""
-        saved, done = self.out / RUN_CONFIG, self.out / "results-final.json"
-        adapter = any((self.out / d / "adapter").is_dir() for d in (".", "member-0"))
+        ended when its results and its adapters (every ensemble member's) are all there."""
+        files = RunDir(self.out)
+        saved, done = files.config, files.results("final")
+        parts = get_method(self.cfg.method, self.cfg.method_options).parts()
+        adapter = all(files.part(p).adapter.is_dir() for p in parts)
         if not (saved.is_file() and done.is_file() and adapter):
             return None
         self.check_resumable(saved)
@@ -264,6 +265,9 @@ class SetupMixin:
 
     def make_kl_plan(self) -> KLPlan:
         """The KL schedule and kl_lr of this run (see kl_plan): budget-aware by default."""
+        return replace(self._kl_plan(), optim_scheme=self.cfg.optim_scheme)
+
+    def _kl_plan(self) -> KLPlan:
         cfg, setup = self.cfg, self.setup
         n_train = len(setup.train_examples)
         global_batch = cfg.batch_size * self.acc.num_processes * cfg.grad_accum

@@ -38,6 +38,7 @@ from .run_files import (
     RUN_CONFIG,
     SIGMA_LOG,
     WRITE_ERRNOS,
+    RunDir,
     _as_saved,
     _is_write_failure,
     _jsonl_to_csv,
@@ -140,7 +141,7 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin):
         except Exception as err:
             if not _is_write_failure(err):
                 raise
-            last = latest_checkpoint(self.out / "checkpoints")
+            last = latest_checkpoint(RunDir(self.out).checkpoints)
             raise BlobLoraError(
                 f"cannot write in {self.out}: {_write_failure_reason(err)}; the last good "
                 f"checkpoint is {last or 'none (nothing to resume from)'}; free space or fix "
@@ -156,31 +157,23 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin):
         cfg, setup = self.cfg, self.setup
         if not setup.train_examples:
             raise ConfigError(f"dataset {cfg.dataset!r} split {cfg.train_split!r} is empty")
-        members = getattr(setup.method, "members", 1)
-        states = []
-        for member in range(members):
-            run_dir = self.out if members == 1 else self.out / f"member-{member}"
-            seed, data_seed = cfg.seed, cfg.seed
-            if members > 1:
-                seed, data_seed = setup.method.member_seeds(cfg.seed, member)
-            if member > 0:
-                torch.manual_seed(seed)
-                setup.model.reset_adapters()
-            if members > 1 and (run_dir / "adapter").is_dir():
-                load_adapter_weights(setup.model, run_dir / "adapter")  # finished member
+
+        def train_part(part: str, seed: int, data_seed: int) -> None:
+            files = RunDir(self.out).part(part)
+            if part and files.adapter.is_dir():
+                load_adapter_weights(setup.model, files.adapter)  # a finished member
             elif cfg.max_steps == 0 and cfg.init_from:
                 pass  # post-hoc only: the adapter comes trained
             else:
-                self._fit(run_dir, resume, seed, data_seed)
-            states.append({k: v.clone() for k, v in setup.model.adapter_state_dict().items()})
-        if members > 1:
-            setup.model.member_states = states
+                self._fit(files.root, resume, seed, data_seed)
+
+        setup.method.train_adapters(setup.model, train_part, cfg.seed)
         with self.autocast():  # Laplace turns it off for its fit; TFB's search runs in it
             setup.model = setup.method.post_train(setup.model, self.post_train_context())
-        if self.acc.is_main_process and members == 1:
+        if self.acc.is_main_process and "" in setup.method.parts():  # the run's own adapter
             save_adapter(
                 setup.model,
-                self.out / "adapter",
+                RunDir(self.out).adapter,
                 extra={"run": cfg.to_dict(), "steps": self.trained_steps},
             )
         self.acc.wait_for_everyone()
@@ -207,27 +200,17 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin):
 
         cfg = self.cfg
         method = get_method(cfg.method, cfg.method_options)
-        members = method.members
-        dirs = (
-            [self.out / "adapter"]
-            if members == 1
-            else [self.out / f"member-{k}" / "adapter" for k in range(members)]
-        )
-        for d in dirs:
+        dirs = {part: RunDir(self.out).part(part).adapter for part in method.parts()}
+        for d in dirs.values():
             if not (d / CONFIG_FILE).is_file():
                 raise ConfigError(f"{self.out} is not a finished {cfg.method} run: {d} is missing")
-        meta = read_adapter_config(dirs[0])
+        meta = read_adapter_config(next(iter(dirs.values())))
         saved = AdapterConfig.from_dict(meta["config"])
         refit = not method.posterior_saved
         self.setup = build_setup(cfg, with_train=refit, adapter_config=saved)
         model = self.setup.model
         model.to(self.acc.device)
-        states = []
-        for d in dirs:
-            load_adapter_weights(model, d)
-            states.append({k: v.clone() for k, v in model.adapter_state_dict().items()})
-        if members > 1:
-            model.member_states = states
+        method.load_adapters(model, lambda part: load_adapter_weights(model, dirs[part]))
         self.trained_steps = int(meta.get("steps", cfg.max_steps))
         if refit:
             with self.autocast():

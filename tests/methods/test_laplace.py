@@ -291,7 +291,7 @@ def test_predictive_is_less_confident_than_the_map(link, structure):
     blob, batches, class_logits, context = _bert_setup()
     method = replace(METHOD, link=link, prior_structure=structure)
     model = method.post_train(blob, context)
-    found = model.laplace_posterior.prior_precision
+    found = model.method_state.prior_precision
     assert min(found.values() if structure == "ab" else [found]) > 0
     model.eval()
     torch.manual_seed(0)
@@ -306,7 +306,7 @@ def test_predictive_is_less_confident_than_the_map(link, structure):
     assert all(p.grad is None for p in model.parameters())
 
 
-class _FixedMoments:
+class _FixedMoments(KronLaplace):
     """A posterior that returns given logit moments, to test the links alone."""
 
     def __init__(self, mean: torch.Tensor, var: torch.Tensor) -> None:
@@ -318,7 +318,7 @@ class _FixedMoments:
 
 def _predict_with_moments(mean, var, **options):
     blob, *_ = _bert_setup()
-    blob.laplace_posterior = _FixedMoments(mean, var)
+    blob.method_state = _FixedMoments(mean, var)
     torch.manual_seed(0)
     return replace(METHOD, **options).predict(blob, lambda: mean, 10)
 

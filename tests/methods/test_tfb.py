@@ -104,7 +104,7 @@ def test_search_finds_the_largest_beta_within_tolerance(metric, tolerance):
     context = _bert_context(blob)
     method = replace(METHOD, metric=metric, tolerance=tolerance, max_iters=7)
     model = method.post_train(blob, context)
-    beta = model.tfb_beta
+    beta = model.method_state.beta
     assert method.beta_min < beta < method.beta_max
 
     model.eval()
@@ -127,7 +127,7 @@ def test_upper_bound_is_returned_when_nothing_degrades():
     randomize_adapters(blob, scale=0.3)
     context = _bert_context(blob, n_batches=1)
     method = replace(METHOD, metric="acc", tolerance=1.0, beta_max=0.5)
-    assert method.post_train(blob, context).tfb_beta == 0.5
+    assert method.post_train(blob, context).method_state.beta == 0.5
 
 
 def test_works_on_an_imported_peft_adapter_and_round_trips(tmp_path):

@@ -8,6 +8,7 @@ Each wraps a frozen Linear-like base and adds ``s * B A x``. Bayesian factors ar
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,10 @@ class AdapterLayer(nn.Module):
         self.init_std_eps = config.init_std_eps
         self.std_param = config.std_param
         self.noise = NoiseState(default_sample_mode=config.sample_mode)
+        # called as observer(x, rows, delta) by every `delta`, whichever path calls it
+        # (`forward_rows` is not a module call, so module hooks would miss it): how
+        # Laplace's curvature pass sees each adapter's input and output
+        self.delta_observers: list[Callable[..., None]] = []
         self.reset_adapter()
 
     @torch.no_grad()
@@ -65,8 +70,11 @@ class AdapterLayer(nn.Module):
 
     def delta(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         mode = self.noise.resolve(self.training)
-        x = self.dropout(x.to(self.lora_A.dtype))
-        return self.up(self.low_rank(x, mode), mode, rows) * self.scaling
+        out = self.up(self.low_rank(self.dropout(x.to(self.lora_A.dtype)), mode), mode, rows)
+        out = out * self.scaling
+        for observe in self.delta_observers:
+            observe(x, rows, out)
+        return out
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         out = self.base(x, *args, **kwargs)

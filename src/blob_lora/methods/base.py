@@ -1,7 +1,11 @@
 """What a method is: how it builds its adapters, trains, and turns passes into probabilities.
 
 A method never reads files and never knows the task: it gets a model, a
-`class_logits()` callable for one batch, and returns class probabilities.
+`class_logits()` callable for one batch, and returns class probabilities. What it learns
+beyond the adapter weights lives in `BlobModel.method_state`, which only it reads.
+
+A method trains one adapter or several (`parts`: an ensemble's members); the runner gives
+it `train_part(part, init_seed, data_seed)` and `load_part(part)`, which do the files.
 """
 
 from __future__ import annotations
@@ -15,6 +19,12 @@ from torch import nn
 from ..adapter_model import BlobModel
 from ..config import AdapterConfig
 from ..predictive import predictive_probs
+
+# train_part(part, init_seed, data_seed): optimize (or resume, or load a finished) adapter
+# of the run's sub-directory `part` ("" is the run itself) from the model's current weights
+TrainPart = Callable[[str, int, int], None]
+# load_part(part): load the finished adapter of `part` into the model
+LoadPart = Callable[[str], None]
 
 
 @dataclass
@@ -44,7 +54,7 @@ class Method:
     weight_decay: float | None = None  # None: the run's setting
     adapter_dropout: float | None = None  # None: the run's setting
     default_eval_samples: tuple[int, ...] = (0,)
-    members: int = 1  # >1: the runner trains that many independent adapters
+    members: int = 1  # independently trained adapters (`parts`); >1: the ensemble
     posterior_saved: bool = True  # False: `blob eval` redoes post_train on the train data
     cost: str = "one LoRA training run; one pass per prediction"
 
@@ -56,6 +66,18 @@ class Method:
 
     def build(self, model: nn.Module, adapter: AdapterConfig) -> BlobModel:
         return BlobModel(model, self.adapter_config(adapter))
+
+    def parts(self) -> list[str]:
+        """Sub-directories of a run holding one trained adapter each ("": the run's own)."""
+        return [""]
+
+    def train_adapters(self, model: BlobModel, train_part: TrainPart, seed: int) -> None:
+        """Train every adapter the method needs; one, on the run's seed and data order."""
+        train_part("", seed, seed)
+
+    def load_adapters(self, model: BlobModel, load_part: LoadPart) -> None:
+        """Restore what `train_adapters` left, from a finished run."""
+        load_part("")
 
     def post_train(self, model: BlobModel, context: PostTrainContext) -> BlobModel:
         """Hook for post-hoc methods; returns the model that predicts (may be new)."""

@@ -9,16 +9,26 @@ data order too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import torch
 
 from ..adapter_model import BlobModel
 from ..errors import ConfigError
-from .base import Method
+from ..predictive import COMBINES, average_draws
+from .base import LoadPart, Method, TrainPart
 
-COMBINES = ("probs", "logits")
+
+@dataclass
+class EnsembleState:
+    """The members' trained weights (every trainable tensor, keyed as the model names it)."""
+
+    members: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+
+def _snapshot(model: BlobModel) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.adapter_state_dict().items()}
 
 
 @dataclass(frozen=True)
@@ -35,29 +45,51 @@ class DeepEnsemble(Method):
         init = seed if member == 0 else seed * 1000 + member
         return init, seed if self.same_data else init
 
+    def parts(self) -> list[str]:
+        return [f"member-{k}" for k in range(self.members)]
+
+    def train_adapters(self, model: BlobModel, train_part: TrainPart, seed: int) -> None:
+        """Member by member, each from its own init; member 0 is the MLE run of `seed`."""
+        members = []
+        for k, part in enumerate(self.parts()):
+            init, data = self.member_seeds(seed, k)
+            if k > 0:
+                torch.manual_seed(init)
+                model.reset_adapters()
+            train_part(part, init, data)
+            members.append(_snapshot(model))
+        model.method_state = EnsembleState(members)
+
+    def load_adapters(self, model: BlobModel, load_part: LoadPart) -> None:
+        members = []
+        for part in self.parts():
+            load_part(part)
+            members.append(_snapshot(model))
+        model.method_state = EnsembleState(members)
+
     def predict(
         self, model: BlobModel, class_logits: Callable[[], torch.Tensor], n_samples: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        states = getattr(model, "member_states", None)
-        if not states:
-            return super().predict(model, class_logits, 0)
+        state = model.method_state
+        if not isinstance(state, EnsembleState) or not state.members:
+            return super().predict(model, class_logits, 0)  # one member: a plain LoRA
+        return average_draws(class_logits, self.draws(model, state), self.combine)
+
+    def draws(self, model: BlobModel, state: EnsembleState) -> Iterator[int]:
+        """One pass per member, its weights copied in; the model's own restored after."""
         params = dict(model.named_trainable_parameters())
         current = {k: p.detach().clone() for k, p in params.items()}
-        logits = []
         try:
-            with torch.no_grad(), model.sampling("mean"):
-                for state in states:
-                    for k, p in params.items():
-                        p.copy_(state[k])
-                    logits.append(class_logits().float())
+            with model.sampling("mean"):
+                for k, member in enumerate(state.members):
+                    with torch.no_grad():
+                        for name, p in params.items():
+                            p.copy_(member[name])
+                    yield k
         finally:
             with torch.no_grad():
-                for k, p in params.items():
-                    p.copy_(current[k])
-        stacked = torch.softmax(torch.stack(logits), -1)
-        if self.combine == "logits":
-            return torch.softmax(torch.stack(logits).mean(0), -1), stacked
-        return stacked.mean(0), stacked
+                for name, p in params.items():
+                    p.copy_(current[name])
 
 
 METHOD = DeepEnsemble(

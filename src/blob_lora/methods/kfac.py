@@ -22,29 +22,22 @@ Call = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
 # -- one forward, C backward passes ---------------------------------------------------------
 @contextlib.contextmanager
 def _capture(layers: dict[str, AdapterLayer]) -> Iterator[dict[str, list]]:
-    """Record every adapter's input and low-rank output, whatever path calls it.
-
-    ``forward`` and ``forward_rows`` both go through ``delta``, and ``forward_rows`` is not
-    a module call (no hooks fire), so an instance attribute shadows ``delta`` for the
-    duration; deleting it restores the class method.
-    """
+    """Record every adapter's input and low-rank output through its declared
+    ``delta_observers`` hook, on whichever path (``forward`` or ``forward_rows``) calls it."""
     calls: dict[str, list] = {name: [] for name in layers}
-
-    def recorder(name: str, original: Callable) -> Callable:
-        def delta(x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-            out = original(x, rows)
-            calls[name].append((x.detach(), rows, out))
-            return out
-
-        return delta
-
+    observers = {}
     for name, layer in layers.items():
-        layer.delta = recorder(name, layer.delta)
+
+        def observe(x, rows, out, record=calls[name]) -> None:
+            record.append((x.detach(), rows, out))
+
+        observers[name] = observe
+        layer.delta_observers.append(observe)
     try:
         yield calls
     finally:
-        for layer in layers.values():
-            del layer.delta
+        for name, layer in layers.items():
+            layer.delta_observers.remove(observers[name])
 
 
 def full_precision(model: BlobModel) -> torch.autocast:

@@ -141,7 +141,7 @@ class LaplaceLoRA(Method):
             max(values),
             len(posterior.theta_sq),
         )
-        model.laplace_posterior = posterior
+        model.method_state = posterior
         return model
 
     def predict(
@@ -149,8 +149,8 @@ class LaplaceLoRA(Method):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if n_samples == 0:
             return super().predict(model, class_logits, 0)
-        posterior = getattr(model, "laplace_posterior", None)
-        if posterior is None:
+        posterior = model.method_state
+        if not isinstance(posterior, KronLaplace):
             raise BlobLoraError(
                 "laplace: this model has no fitted posterior; it is fitted after training "
                 "(post_train) and is not saved with the adapter, so refit it before predicting"

@@ -7,7 +7,7 @@ the authors' code does by putting the whole model in train mode.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +15,7 @@ from torch import nn
 
 from ..adapter_model import BlobModel
 from ..errors import ConfigError
+from ..predictive import average_draws
 from .base import Method
 
 SCOPES = ("adapter", "all")
@@ -38,20 +39,19 @@ class MCDropout(Method):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if n_samples == 0:
             return super().predict(model, class_logits, 0)
+        return average_draws(class_logits, self.draws(model, n_samples))
+
+    def draws(self, model: BlobModel, n_samples: int) -> Iterator[int]:
+        """N passes with the dropout modules of `scope` on (their modes restored after)."""
         dropouts = self.dropouts(model)
         was = [d.training for d in dropouts]
-        samples = []
         try:
             for d in dropouts:
                 d.train()
-            with torch.no_grad():
-                for _ in range(n_samples):
-                    samples.append(torch.softmax(class_logits().float(), -1))
+            yield from range(n_samples)
         finally:
             for d, w in zip(dropouts, was, strict=True):
                 d.train(w)
-        stacked = torch.stack(samples)
-        return stacked.mean(0), stacked
 
 
 METHOD = MCDropout(

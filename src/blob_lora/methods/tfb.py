@@ -103,6 +103,13 @@ def set_beta(model: BlobModel, inv_d: dict[str, torch.Tensor], beta: float) -> N
 
 
 @dataclass(frozen=True)
+class TFBState:
+    """The variance scale the search found (sigma^2 = beta / d_i of each A row)."""
+
+    beta: float
+
+
+@dataclass(frozen=True)
 class TFB(Method):
     """Post-hoc: Bayesianize a plain LoRA by SVD and a variance search on the anchor set."""
 
@@ -143,7 +150,7 @@ class TFB(Method):
         finally:
             blob.train(was)
         set_beta(blob, inv_d, beta)
-        blob.tfb_beta = beta
+        blob.method_state = TFBState(beta)
         return blob
 
     def search(

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..run_files import RunDir
+
 METRICS = ("acc", "ece", "nll", "sigma_mean", "sigma_ratio_median")
 LABELS = {
     "acc": "ACC (%) ↑",
@@ -90,7 +92,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 def _setting(run_dir: Path) -> str | None:
     """The run's configuration without what differs between seeds, as sorted JSON."""
-    config = run_dir / "run_config.json"
+    config = RunDir(run_dir).config
     if not config.is_file():
         return None
     cfg = json.loads(config.read_text())
