@@ -4,7 +4,10 @@
     .venv/bin/python experiments/sensitivity.py report   # -> bench/results/sensitivity.*
 
 A 3x3 grid on MRPC (dev split carved from train, the task's scan budget): the prior std
-beta in {0.1, 0.2, 0.3} x the budget-aware KL clock at 1/2x, 1x and 2x the authors'. In
+beta in {0.1, 0.2, 0.3} x the budget-aware KL clock at 1/2x, 1x and 2x the product's
+default (kl_clock_scale 0.1 of the authors' clock, chosen in schedule_check). The centre
+cell and two larger clocks at beta 0.2 (0.25x and 1x the authors') are the schedule
+check's runs with the same settings (`REUSE`), shown as reference rows. In
 the authors' code gamma only sets the re-weighting cycle's length; what moves sigma is the
 clock (kl_lr x the KL weight the cycles put where the LR is high), so the clock is the
 axis here. A cell is marked as collapsed when the median sigma/|mu| ends above
@@ -23,16 +26,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import regime_scan  # noqa: E402
 from dev_runs import run_once, with_settings  # noqa: E402
 
+from blob_lora.run_config import RunConfig  # noqa: E402
+
 ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "sensitivity"
 RESULTS = ROOT / "bench" / "results"
 TASK = "mrpc"
 BETAS = (0.1, 0.2, 0.3)
-SCALES = (0.5, 1.0, 2.0)
+SCALES = (0.5, 1.0, 2.0)  # x the default clock
+DEFAULT_CLOCK = RunConfig.__dataclass_fields__["kl_clock_scale"].default
+SCHEDULE_RUNS = ROOT / "runs" / "schedule-check"
+REUSE = {(0.2, 1.0): SCHEDULE_RUNS / f"{TASK}-budget-x0.1"}
+# beta 0.2 at larger clocks, from the schedule check: (label, clock x default, run)
+REFERENCE = [
+    (0.2, 2.5, SCHEDULE_RUNS / f"{TASK}-budget-x0.25"),
+    (0.2, 10.0, SCHEDULE_RUNS / f"{TASK}-budget"),
+]
 
 
 def out_dir(beta: float, scale: float) -> Path:
-    return RUNS / f"{TASK}-beta{beta:g}-clock{scale:g}"
+    return REUSE.get((beta, scale), RUNS / f"{TASK}-beta{beta:g}-clock{scale:g}")
 
 
 def command(beta: float, scale: float) -> list[str]:
@@ -42,7 +55,7 @@ def command(beta: float, scale: float) -> list[str]:
         "eval_every": 0,
         "eval_samples": [0, 10],
         "kl_plan": "budget",
-        "kl_clock_scale": scale,
+        "kl_clock_scale": DEFAULT_CLOCK * scale,
         "adapter.prior_std": beta,
         "output_dir": str(out_dir(beta, scale)),
     }
@@ -53,6 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = 0
     for beta in BETAS:
         for scale in SCALES:
+            if (beta, scale) in REUSE:
+                continue
             label = f"beta {beta:g} clock x{scale:g}"
             failed += not run_once(label, command(beta, scale), out_dir(beta, scale))
     return 1 if failed else 0
@@ -64,21 +79,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     sigma0 = init_sigma_mean(0.05)
     rows, curves = [], {}
-    for beta in BETAS:
-        for scale in SCALES:
-            out = out_dir(beta, scale)
-            final = out / "results-final.json"
-            if not final.is_file():
-                continue
-            log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-            curves[(beta, scale)] = log
-            for r in json.loads(final.read_text()):
-                state = "formed"
-                if r["sigma_ratio_median"] > COLLAPSE_RATIO:
-                    state = "collapsed"
-                elif r["sigma_mean"] < FORMED_FACTOR * sigma0:
-                    state = "not formed"
-                rows.append({"beta": beta, "clock_scale": scale, "state": state, **r})
+    cells = [(b, s, out_dir(b, s)) for b in BETAS for s in SCALES] + REFERENCE
+    for beta, scale, out in cells:
+        final = out / "results-final.json"
+        if not final.is_file():
+            continue
+        log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        curves[(beta, scale)] = log
+        for r in json.loads(final.read_text()):
+            state = "formed"
+            if r["sigma_ratio_median"] > COLLAPSE_RATIO:
+                state = "collapsed"
+            elif r["sigma_mean"] < FORMED_FACTOR * sigma0:
+                state = "not formed"
+            rows.append({"beta": beta, "clock_scale": scale, "state": state, **r})
+    mle = regime_scan.scan_dir(TASK, next(iter(regime_scan.SCANS[TASK]))) / "results-final.json"
+    mle_rows = json.loads(mle.read_text()) if mle.is_file() else []
     lines = [
         "| beta | clock | N | ACC % | ECE % | NLL | mean sigma | median sigma/abs(mu) | posterior |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
@@ -89,10 +105,16 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{r['ece']:.2f} | {r['nll']:.4f} | {r['sigma_mean']:.4f} | "
             f"{r['sigma_ratio_median']:.3g} | {r['state']} |"
         )
+    for r in mle_rows[:1]:  # the same budget without a posterior: the MLE scan's final row
+        lines.append(
+            f"| MLE | – | 0 | {r['acc']:.2f} | {r['ece']:.2f} | {r['nll']:.4f} | – | – | – |"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "sensitivity.json").write_text(json.dumps(rows, indent=1) + "\n")
     (RESULTS / "sensitivity.md").write_text(
         "# Sensitivity: prior std x KL clock (BLoB, MiniLM, MRPC dev)\n\n"
+        f"Clock: x the default (kl_clock_scale {DEFAULT_CLOCK:g} of the authors' clock); "
+        "2.5x and 10x are the schedule check's runs at beta 0.2.\n\n"
         + "\n".join(lines)
         + "\n\n![KL and sigma curves](sensitivity.png)\n"
     )
@@ -111,13 +133,14 @@ def _plot(curves: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for (beta, scale), log in sorted(curves.items()):
-        steps = [r["step"] for r in log]
         label = f"beta {beta:g}, clock {scale:g}x"
-        style = {0.5: ":", 1.0: "-", 2.0: "--"}[scale]
+        style = {0.5: ":", 1.0: "-", 2.0: "--", 2.5: "-.", 10.0: (0, (1, 3))}[scale]
         color = {0.1: "tab:blue", 0.2: "tab:orange", 0.3: "tab:green"}[beta]
-        axes[0].plot(steps, [r["kl"] for r in log], style, color=color, label=label)
-        axes[1].plot(steps, [r["sigma_ratio_median"] for r in log], style, color=color)
-        axes[2].plot(steps, [r["sigma_mean"] for r in log], style, color=color)
+        for ax, key in zip(axes, ("kl", "sigma_ratio_median", "sigma_mean"), strict=True):
+            points = [(r["step"], r[key]) for r in log if r.get(key) is not None]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, linestyle=style, color=color, label=label if key == "kl" else None)
     axes[0].set_ylabel("KL (nats)")
     axes[0].set_yscale("log")
     axes[1].set_ylabel("median sigma/|mu|")

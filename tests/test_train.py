@@ -141,7 +141,7 @@ def test_train_crash_resume_equals_uninterrupted(
 
 def test_rerun_without_resume_is_refused(tmp_path):
     Runner(_cfg(tmp_path, max_steps=1, eval_samples=[0])).train()
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match="holds a finished run; evaluate it with `blob eval"):
         Runner(_cfg(tmp_path, max_steps=1, eval_samples=[0])).train()
     with pytest.raises(ConfigError, match="different config"):
         Runner(_cfg(tmp_path, max_steps=2, eval_samples=[0])).train(resume=True)

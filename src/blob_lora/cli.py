@@ -38,6 +38,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
 
 
+def _positive(text: str) -> int:
+    """A whole number >= 1 (argparse's one-line error otherwise)."""
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} examples evaluate nothing; use 1 or more")
+    return value
+
+
 def _count(text: str) -> int:
     """A whole number >= 0, or argparse's one-line error naming the flag."""
     try:
@@ -55,7 +63,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", nargs="+", help="datasets to evaluate on (default: the run's)")
     p.add_argument("--samples", nargs="+", type=_count, help="N values, 0 = posterior mean")
     p.add_argument(
-        "--limit", type=_count, help="evaluate only K examples of each set (a seeded subset)"
+        "--limit", type=_positive, help="evaluate only K examples of each set (a seeded subset)"
     )
     p.add_argument("--tag", default="eval", help="name of the results file: results-TAG.json")
 
@@ -65,11 +73,36 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", help="run directories or JSON/JSONL result files")
     p.add_argument("--output", help="write the table here (default: print)")
     p.add_argument(
+        "--plot",
+        help="generation results: write their plot here (default: beside --output, as .png)",
+    )
+    p.add_argument(
         "--metrics",
         nargs="+",
-        default=["acc", "ece", "nll", "sigma_mean", "sigma_ratio_median"],
-        help="rows per method; the sigma rows appear for Bayesian methods only",
+        default=None,
+        help="rows per method (default: acc ece nll sigma_mean sigma_ratio_median; the "
+        "sigma rows appear for Bayesian methods only)",
     )
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="outputs of a trained generation run for new inputs",
+        description="For every input: the N=0 output, S sampled outputs and an uncertainty "
+        'score (disagreement among the samples). Inputs: JSON lines ({"source": ..., '
+        '"id": ...}) or plain text, one input per blank-line-separated block.',
+    )
+    p.add_argument("run_dir", help="a directory written by `blob train` with task=generate")
+    p.add_argument("--input", help="file of inputs (default: stdin)")
+    p.add_argument("--samples", type=_count, help="S sampled outputs per input (default: the "
+                   "run's gen_samples; 0: the N=0 output only)")  # fmt: skip
+    p.add_argument("--seed", type=_count, help="seed of the samples (default: the run's)")
+    p.add_argument("--format", choices=("jsonl", "text"), default="jsonl")
+    p.add_argument("--max-new-tokens", type=_positive, help="default: the run's max_new_tokens")
+    p.add_argument("--truncate", action="store_true",
+                   help="cut the end of an over-long input instead of refusing it")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -113,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="blob", description="Uncertainty-aware LoRA fine-tuning with BLoB."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_eval, _add_report, _add_demo, _add_methods, _add_config):
+    for add in (
+        _add_train, _add_eval, _add_generate, _add_report, _add_demo, _add_methods, _add_config,
+    ):  # fmt: skip
         add(sub)
     return parser
 
@@ -154,7 +189,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(out["posterior"])
         for line in out.get("warnings", []):
             print(f"warning: {line}", file=sys.stderr)
-        print(f"run written to {cfg.output_dir}")
+        if not out.get("already_finished"):
+            print(f"run written to {cfg.output_dir}")
     return 0
 
 
@@ -181,15 +217,53 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report.table import load_rows, markdown_table
+    from .atomic import write_text_atomic
+    from .errors import ConfigError
+    from .report.table import METRICS, load_rows, markdown_table
 
-    table = markdown_table(load_rows(args.paths), metrics=args.metrics)
+    rows = load_rows(args.paths)
+    if args.metrics:
+        present = {k for row in rows for k, v in row.items() if isinstance(v, int | float)}
+        missing = [m for m in args.metrics if m not in present]
+        if missing:
+            raise ConfigError(
+                f"--metrics {missing} in none of the results rows; they have "
+                f"{sorted(present - {'n_samples', 'seed', 'steps'})}"
+            )
+    from .report.generation import generation_table, split_rows
+
+    gen_rows, rows = split_rows(rows)
+    table = markdown_table(rows, metrics=args.metrics or METRICS) if rows else ""
+    if gen_rows:
+        table += ("\n" if table else "") + generation_table(gen_rows, args.metrics)
+        _plot_generation(
+            gen_rows, args.plot or (args.output and Path(args.output).with_suffix(".png"))
+        )
     if args.output:
-        Path(args.output).write_text(table)
+        try:
+            write_text_atomic(Path(args.output), table)
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            raise ConfigError(
+                f"cannot write the table to {args.output}: {reason}; choose a writable file path"
+            ) from err
         print(f"table written to {args.output}")
     else:
         print(table)
     return 0
+
+
+def _plot_generation(rows: list[dict], path: str | Path | None) -> None:
+    if path:
+        from .report.generation_plot import plot_generation
+
+        print(f"plot written to {plot_generation(rows, path)}")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .gen_cli import run_generate
+
+    return run_generate(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -213,6 +287,11 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def _print_rows(rows: list[dict]) -> None:
     if not rows:
         return
+    if "rougeL" in rows[0]:
+        from .report.generation import print_lines
+
+        print("\n".join(print_lines(rows)))
+        return
     print(f"{'dataset':<12} {'method':<8} {'N':>3} {'ACC%':>7} {'ECE%':>7} {'NLL':>7} {'Brier':>7}")
     for r in rows:
         print(
@@ -224,6 +303,7 @@ def _print_rows(rows: list[dict]) -> None:
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
+    "generate": cmd_generate,
     "report": cmd_report,
     "demo": cmd_demo,
     "methods": cmd_methods,
@@ -234,7 +314,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "eval", "demo"):
+    if args.command in ("train", "eval", "demo", "generate"):
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # load reports of fresh heads are expected here

@@ -23,11 +23,14 @@ class EvalMixin:
         tag: str = "final",
         write: bool = True,
     ) -> list[dict[str, Any]]:
-        """Predict every example of each evaluation set with N samples, for each N."""
+        """Predict every example of each evaluation set with N samples, for each N (a
+        generation task: generate, see gen_evaluation)."""
         from .data import load_examples
         from .metrics import classification_metrics
 
         cfg, setup = self.cfg, self.setup
+        if getattr(setup.task, "generates", False):
+            return self.evaluate_generation(samples, datasets, tag, write)
         samples = (
             samples
             if samples is not None

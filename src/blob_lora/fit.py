@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -20,6 +19,7 @@ from .errors import BlobLoraError
 from .optim import AdapterOptimizer, OptimConfig
 from .posterior_stats import plot_sigma, sigma_stats
 from .run_files import RunDir, _jsonl_to_csv, _tensorboard, _truncate_log, dataset_label
+from .tasks.base import train_loss, train_outputs
 
 
 class TrainingDivergedError(BlobLoraError):
@@ -27,15 +27,16 @@ class TrainingDivergedError(BlobLoraError):
 
 
 class Scorer(nn.Module):
-    """Batch -> class logits, as a module so DDP sees the forward of the whole step."""
+    """Batch -> what the loss is computed from (class logits, or a generation task's
+    target-token logits), as a module so DDP sees the forward of the whole step."""
 
     def __init__(self, model: BlobModel, task: Any) -> None:
         super().__init__()
         self.blob = model
         self.task = task
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.task.class_logits(self.blob.model, batch)
+    def forward(self, batch: dict[str, torch.Tensor]) -> Any:
+        return train_outputs(self.task, self.blob.model, batch)
 
 
 class FitMixin:
@@ -104,23 +105,19 @@ class FitMixin:
                 batch = self._train_batch(step, micro, n_train, data_seed)
                 with acc.accumulate(scorer):
                     with self.autocast():
-                        logits = scorer(batch)
-                    nll = F.cross_entropy(logits.float(), batch["labels"])
+                        outputs = scorer(batch)
+                    nll, n_correct, n_seen = train_loss(setup.task, outputs, batch)
                     if not self._all_finite(nll):
                         bar.close()
                         last = latest_checkpoint(ckpt_dir)
                         raise TrainingDivergedError(
-                            f"loss is not finite at step {step} (here {nll.item()}); the last "
+                            f"loss is not finite at step {step + 1} ({nll.item()}); the last "
                             "good checkpoint is "
                             f"{last or 'none'}; lower lr (now {cfg.lr}) or set max_grad_norm"
                         )
                     acc.backward(nll)
                 stats = torch.stack(
-                    [
-                        nll.detach().float(),
-                        (logits.argmax(-1) == batch["labels"]).sum().float(),
-                        torch.tensor(float(len(batch["labels"])), device=nll.device),
-                    ]
+                    [nll.detach().float(), n_correct.float(), n_seen.float().to(nll.device)]
                 )
                 if acc.num_processes > 1:
                     stats = acc.reduce(stats, reduction="sum")
@@ -174,7 +171,11 @@ class FitMixin:
                         f"good checkpoint is {latest_checkpoint(ckpt_dir) or 'none'}; lower lr "
                         f"(now {cfg.lr}) or set max_grad_norm"
                     )
-                self._save_checkpoint(ckpt_dir, step, optimizer)
+                try:
+                    self._save_checkpoint(ckpt_dir, step, optimizer)
+                except BaseException:
+                    bar.close()  # the error's line must not be glued onto the bar's
+                    raise
         bar.close()
         if board is not None:
             board.close()

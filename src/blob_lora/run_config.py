@@ -23,8 +23,10 @@ from .protocol import apply_protocol
 
 PRECISIONS = ("fp32", "bf16")
 OPTIM_SCHEMES = ("authors", "elbo")  # optim.SCHEMES (kept here: no torch import to check a config)
+GEN_NOISES = ("auto", "weights", "decoding")
 CHOICES = {
-    "task": ("auto", "choice", "classification"),
+    "task": ("auto", "choice", "classification", "generate"),
+    "gen_noise": GEN_NOISES,
     "optim_scheme": OPTIM_SCHEMES,
     "head": ("train", "lora", "frozen"),
     "kl_schedule": (None, *KL_KINDS),
@@ -51,13 +53,25 @@ RANGES = {
     "eval_every": (0, None, True),
     "save_every": (0, None, True),
     "anchor_size": (1, None, True),
+    "max_target_length": (1, None, True),
+    "max_new_tokens": (1, None, True),
+    "gen_samples": (2, None, True),
+    "num_beams": (1, None, True),
+    "gen_temperature": (0, None, False),
+    "gen_top_p": (0, None, False),  # and <= 1, checked below
 }
 
 
 @dataclass
 class RunConfig:
     model: str = field(default="minilm", metadata={"help": "short name, hub id or local path"})
-    task: str = field(default="auto", metadata={"help": "auto | choice | classification"})
+    task: str = field(
+        default="auto",
+        metadata={
+            "help": "auto | choice | classification | generate (auto: generate for a "
+            "generation dataset such as dialogsum)"
+        },
+    )
     dataset: str = field(default="rte", metadata={"help": "short name or a JSON field mapping"})
     train_split: str = field(default="train", metadata={"help": "split to train on"})
     eval_split: str = field(
@@ -144,6 +158,40 @@ class RunConfig:
     eval_samples: list[int] | None = field(default=None, metadata={"help": "N per evaluation"})
     anchor_size: int = field(default=256, metadata={"help": "train examples for post-hoc fits"})
     head: str = field(default="train", metadata={"help": "seq-cls head: train | lora | frozen"})
+    max_target_length: int | None = field(
+        default=None,
+        metadata={"help": "generate: cut training targets to this many tokens (None: never)"},
+    )
+    max_new_tokens: int = field(
+        default=64, metadata={"help": "generate: tokens generated per output at most"}
+    )
+    gen_samples: int = field(
+        default=5,
+        metadata={"help": "generate: S sampled outputs per input (the N=S results row)"},
+    )
+    num_beams: int = field(
+        default=1, metadata={"help": "generate: beams of the N=0 output (1: greedy)"}
+    )
+    gen_noise: str = field(
+        default="auto",
+        metadata={
+            "help": "generate: where samples differ: weights (one posterior sample per "
+            "output, greedy), decoding (temperature/top-p), auto (weights if Bayesian)"
+        },
+    )
+    gen_temperature: float = field(
+        default=1.0, metadata={"help": "generate: temperature of decoding-noise samples"}
+    )
+    gen_top_p: float = field(
+        default=0.9, metadata={"help": "generate: top-p of decoding-noise samples, in (0, 1]"}
+    )
+    bertscore: bool = field(
+        default=False,
+        metadata={
+            "help": "generate: also BERTScore F1 on the offline MiniLM (not comparable "
+            "with published numbers, which used other models)"
+        },
+    )
     adapter: AdapterConfig = field(
         default_factory=lambda: AdapterConfig(r=8, alpha=8, target_modules=["query", "value"])
     )
@@ -163,6 +211,8 @@ class RunConfig:
                 bound = f">= {low}" if closed else f"> {low}"
                 bound += f" and < {high}" if high is not None else ""
                 raise ConfigError(f"{key} must be {bound}, got {value!r}")
+        if self.gen_top_p > 1:
+            raise ConfigError(f"gen_top_p must be in (0, 1], got {self.gen_top_p!r}")
         if any(n < 0 for n in self.eval_samples or []):
             raise ConfigError(f"eval_samples must be >= 0 (0: the mean), got {self.eval_samples}")
         if self.kl_plan not in KL_PLANS:
@@ -178,6 +228,14 @@ class RunConfig:
                 )
         if not self.kl_clock_scale > 0:
             raise ConfigError(f"kl_clock_scale must be > 0, got {self.kl_clock_scale!r}")
+        if self.max_steps == 0 and not self.init_from:
+            raise ConfigError(
+                "max_steps=0 trains nothing: set max_steps >= 1, or init_from=<a trained "
+                "adapter or run folder> to evaluate (or post-process) one"
+            )
+        from .methods import get_method  # here, not at import: methods pull in torch
+
+        get_method(self.method, self.method_options)  # unknown options, bad values
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -266,7 +324,14 @@ def parse_value(text: str) -> Any:
 
     YAML 1.1 reads `3e-4` as a string; numbers written that way are numbers here.
     """
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(
+            f"value {text!r} is not valid YAML/JSON ({first}); quote strings and close "
+            'brackets, e.g. eval_samples=[0,10] or dataset=\'{"path": "f.jsonl"}\''
+        ) from err
     if isinstance(value, str):
         try:
             return float(value)
@@ -285,7 +350,10 @@ def load_run_config(path: str | None, overrides: list[str] | None = None) -> Run
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or type(err).__name__
+            raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from err
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values")
         data.update(loaded)
@@ -299,5 +367,7 @@ def load_run_config(path: str | None, overrides: list[str] | None = None) -> Run
             target = target.setdefault(parent, {})
             if not isinstance(target, dict):
                 raise ConfigError(f"override {item!r}: {parent} is not a section")
+        if not value.strip():
+            raise ConfigError(f"override {item!r} has no value; write {key.strip()}=<value>")
         target[leaf] = parse_value(value)
     return RunConfig.from_dict(data)

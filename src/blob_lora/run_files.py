@@ -77,6 +77,10 @@ class RunDir:
     def predictions(self) -> Path:
         return self.root / "predictions"
 
+    def generations(self, tag: str, dataset: str, n: int) -> Path:
+        """A generation run's outputs for one evaluation: one JSON line per input."""
+        return self.predictions / f"{tag}-{dataset}-N{n}.jsonl"
+
     @property
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
@@ -84,6 +88,32 @@ class RunDir:
     @property
     def lock(self) -> Path:
         return self.root / LOCK_FILE
+
+    def members(self) -> list[RunDir]:
+        return [RunDir(p) for p in sorted(self.root.glob("member-*")) if p.is_dir()]
+
+    def holds_progress(self) -> bool:
+        """Whether a rerun would lose anything: a checkpoint, an adapter or results, of
+        the run or of any ensemble member."""
+        for files in (self, *self.members()):
+            if files.adapter.exists() or any(files.root.glob("results-*.json")):
+                return True
+            if files.checkpoints.is_dir() and any(files.checkpoints.glob("step-*")):
+                return True
+        return False
+
+    def clear_attempt(self) -> None:
+        """Remove what a start that saved nothing wrote (only files a run writes), so a
+        corrected config can start afresh: a typo found late, a NaN before the first
+        checkpoint, a kill before it."""
+        import shutil
+
+        for files in (self, *self.members()):
+            for path in (files.config, files.kl_plan, files.metrics_log, files.metrics_csv,
+                         files.eval_log, files.sigma_log):  # fmt: skip
+                path.unlink(missing_ok=True)
+            for folder in (files.checkpoints, files.plots, files.predictions, files.tensorboard):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _plan_dict(plan: KLPlan) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from .adapter_io import load_init_weights
 from .adapter_model import BlobModel
 from .config import AdapterConfig
 from .errors import ConfigError
+from .gen_setup import DATASET_KINDS, check_generation
 from .kl_plan import AUTHORS, KLPlan, init_sigma_mean, plan_authors, plan_budget
 from .kl_schedule import KLSchedule
 from .methods import get_method
@@ -42,13 +43,19 @@ class Setup:
 
 
 def build_setup(
-    cfg: RunConfig, with_train: bool = True, adapter_config: AdapterConfig | None = None
+    cfg: RunConfig,
+    with_train: bool = True,
+    adapter_config: AdapterConfig | None = None,
+    with_eval: bool = True,
 ) -> Setup:
     """`adapter_config`: rebuild a saved adapter as it was (e.g. TFB's Bayesianized one)
-    instead of the method's fresh one."""
+    instead of the method's fresh one. `with_eval=False`: no evaluation data (`blob
+    generate` needs only the model)."""
     from .data import load_examples
+    from .gen_setup import generation_model_kind, generation_targets
     from .models import load_model
     from .tasks import build_task
+    from .tasks.generation import reference_pairs
 
     method = get_method(cfg.method, cfg.method_options)
     kind = resolve_task_kind(cfg)
@@ -61,40 +68,73 @@ def build_setup(
         if with_train or kind == "classification"
         else []
     )
-    eval_examples = {
-        cfg.dataset: load_examples(cfg.dataset, cfg.eval_split, limit=cfg.eval_limit, seed=cfg.seed)
-    }
+    if kind == "generate":  # one training example per (input, reference)
+        train_examples = reference_pairs(train_examples)
+    eval_examples = {}
+    if with_eval or kind == "classification":
+        eval_examples[cfg.dataset] = load_examples(
+            cfg.dataset, cfg.eval_split, limit=cfg.eval_limit, seed=cfg.seed
+        )
     num_labels = None
     if kind == "classification":
+        labelled = {cfg.train_split: train_examples, cfg.eval_split: eval_examples[cfg.dataset]}
         labels = [ex.label for ex in train_examples + eval_examples[cfg.dataset]]
         num_labels = max(labels) + 1
-        _check_label_set(cfg.dataset, labels)
+        _check_label_set(cfg.dataset, labelled)
         if not with_train:
             train_examples = []
     model_kind = "seq-cls" if kind == "classification" else "causal-lm"
+    if kind == "generate":
+        model_kind = generation_model_kind(cfg.model)  # causal-lm or seq2seq
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_model(cfg.model, kind=model_kind, num_labels=num_labels)
-    task = build_task(kind, tokenizer=tokenizer, max_length=cfg.max_length, num_labels=num_labels)
+    task = build_task(
+        kind,
+        tokenizer=tokenizer,
+        max_length=cfg.max_length,
+        num_labels=num_labels,
+        encoder_decoder=model_kind == "seq2seq",
+        max_target_length=cfg.max_target_length,
+    )
     adapter = cfg.adapter
     if kind == "classification":
         adapter = head_adapter_config(model, adapter, cfg.head)
+    if kind == "generate":
+        adapter = generation_targets(model, adapter)
     torch.manual_seed(cfg.seed)
     blob = BlobModel(model, adapter_config) if adapter_config else method.build(model, adapter)
     return Setup(cfg, blob, tokenizer, task, method, train_examples, eval_examples)
 
 
-def _check_label_set(dataset: str, labels: list[int]) -> None:
+def _check_label_set(dataset: str, splits: dict[str, list]) -> None:
     """Classes 0..K-1, each present: one stray label (a typo, a 5 among 0/1) would
     silently widen the classifier head."""
+    labels = [ex.label for examples in splits.values() for ex in examples]
     counts = {label: labels.count(label) for label in set(labels)}
     missing = sorted(set(range(max(counts) + 1)) - set(counts))
     if missing:
         rare = sorted(k for k, c in counts.items() if c <= max(1, len(labels) // 1000))
+        where = [
+            f"{split} example {i}" + (f" (id {ex.id!r})" if ex.id is not None else "")
+            for split, examples in splits.items()
+            for i, ex in enumerate(examples)
+            if ex.label in rare
+        ]
+        shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
         raise ConfigError(
-            f"dataset {dataset_label(dataset)!r}: labels {sorted(counts)} skip {missing}; "
-            f"classes must be 0..K-1 (rarest labels: {rare}): fix those rows or map the labels "
-            "with label_map"
+            f"dataset {_dataset_name(dataset)}: labels {sorted(counts)} skip {missing}; classes "
+            f"must be 0..K-1; the rarest labels {rare} are at {shown} (positions from 0 "
+            "in the split as loaded): fix those rows or map the labels with label_map"
         )
+
+
+def _dataset_name(dataset: str) -> str:
+    """A dataset as the user named it: its registry name, or the file(s) of a JSON spec."""
+    if not dataset.lstrip().startswith("{"):
+        return repr(dataset)
+    spec = json.loads(dataset)
+    files = spec.get("path") or spec.get("paths")
+    return repr(spec.get("name") or files or dataset_label(dataset))
 
 
 def check_method_settings(cfg: RunConfig, method: Any) -> None:
@@ -131,15 +171,12 @@ def check_compatible(cfg: RunConfig, kind: str) -> None:
         # fixed answer words (BoolQ, RTE-qa) have a classification view: (question, context)
         words = getattr(spec.fields, "choice_words", None) is not None
         if spec.kind != kind and not (kind == "classification" and words):
-            holds = "multiple-choice questions" if spec.kind == "choice" else "texts with labels"
-            fix = (
-                "use a causal LM (e.g. model=gemma-270m) with task=choice"
-                if spec.kind == "choice"
-                else "use task=classification (an encoder such as model=minilm)"
-            )
+            holds, fix = DATASET_KINDS[spec.kind]
             raise ConfigError(
                 f"dataset {dataset_label(name)!r} holds {holds} and the task is {kind}: {fix}"
             )
+    if kind == "generate":
+        check_generation(cfg, model_family(cfg.model))
     if kind == "choice" and model_family(cfg.model) == "encoder":
         raise ConfigError(
             f"model {cfg.model!r} is an encoder: multiple choice is scored from a causal LM's "
@@ -149,12 +186,19 @@ def check_compatible(cfg: RunConfig, kind: str) -> None:
 
 
 def resolve_task_kind(cfg: RunConfig) -> str:
+    """The task: as configured, else `generate` for a generation dataset (dialogsum, a
+    source/target mapping), `classification` for an encoder, `choice` for a causal LM."""
     if cfg.task != "auto":
-        if cfg.task not in ("choice", "classification"):
-            raise ConfigError(f"task {cfg.task!r} is unknown; use auto, choice or classification")
+        if cfg.task not in ("choice", "classification", "generate"):
+            raise ConfigError(
+                f"task {cfg.task!r} is unknown; use auto, choice, classification or generate"
+            )
         return cfg.task
+    from .data.specs import parse_spec
     from .models import model_family
 
+    if parse_spec(cfg.dataset)[0].kind == "generate":
+        return "generate"
     return "classification" if model_family(cfg.model) == "encoder" else "choice"
 
 
@@ -183,13 +227,52 @@ def head_adapter_config(model: nn.Module, adapter: Any, head: str) -> Any:
     raise ConfigError(f"head {head!r} is unknown; use train, lora or frozen")
 
 
+def check_max_length(task: Any, examples: list, max_length: int, sample: int = 32) -> None:
+    """Refuse a max_length that cuts every example of a sample of the training set: the
+    run would train on stumps at full cost."""
+    if not examples or getattr(task, "max_length", None) != max_length:
+        return
+    full, cut = [], []
+    try:
+        for example in examples[:sample]:
+            cut.append(int(task.collate([example])["attention_mask"].sum()))
+            task.max_length = 1 << 20
+            full.append(int(task.collate([example])["attention_mask"].sum()))
+            task.max_length = max_length
+    finally:
+        task.max_length = max_length
+    if all(f > c for f, c in zip(full, cut, strict=True)):
+        raise ConfigError(
+            f"max_length={max_length} cuts every one of the first {len(full)} training "
+            f"examples (the shortest has {min(full)} tokens); raise max_length to at least "
+            f"{min(full)} (the longest has {max(full)})"
+        )
+
+
 class SetupMixin:
     """Runner's set-up: the run folder, resume checks and the KL plan."""
 
     def prepare(self, resume: bool) -> None:
         cfg = self.cfg
-        saved = RunDir(self.out).config
+        files = RunDir(self.out)
+        saved = files.config
+        if saved.exists() and not files.holds_progress():
+            self.acc.wait_for_everyone()  # every process has looked before process 0 clears
+            if self.acc.is_main_process:
+                self._lock = _lock_run_dir(self.out)  # not while another process starts it
+                files.clear_attempt()
+                print(
+                    f"{self.out}: its last start saved nothing (no checkpoint, adapter or "
+                    "results); starting afresh",
+                    flush=True,
+                )
+            self.acc.wait_for_everyone()
         if saved.exists() and not resume:
+            if files.results("final").is_file():
+                raise ConfigError(
+                    f"{self.out} holds a finished run; evaluate it with `blob eval {self.out}` "
+                    "or choose another output_dir"
+                )
             raise ConfigError(
                 f"{self.out} already holds a run; pass --resume to continue it or choose "
                 "another output_dir"
@@ -209,11 +292,14 @@ class SetupMixin:
                 )
             meta = load_init_weights(self.setup.model, cfg.init_from)
             self.trained_steps = int(meta.get("steps", 0)) + cfg.max_steps
+        if cfg.max_steps > 0:
+            check_max_length(self.setup.task, self.setup.train_examples, cfg.max_length)
         if cfg.max_steps > 0:  # refuses a KL that can never act before anything is written
             self.kl_plan = self.make_kl_plan()
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            self._lock = _lock_run_dir(self.out)
+            if self._lock is None:
+                self._lock = _lock_run_dir(self.out)
             _write_json(saved, cfg.to_dict())
             if self.kl_plan is not None and self.setup.model.is_bayesian:
                 print(self.kl_plan.describe(), flush=True)
@@ -253,7 +339,8 @@ class SetupMixin:
                 "`blob eval` re-evaluates it",
                 flush=True,
             )
-        return {"steps": rows[0]["steps"] if rows else self.cfg.max_steps, "results": rows}
+        steps = rows[0]["steps"] if rows else self.cfg.max_steps
+        return {"steps": steps, "results": rows, "already_finished": True}
 
     def family(self) -> str:
         from .tasks import ClassificationTask

@@ -26,6 +26,7 @@ from .config import AdapterConfig
 from .errors import BlobLoraError, ConfigError
 from .evaluation import EvalMixin, _mutual_information
 from .fit import FitMixin, Scorer, TrainingDivergedError
+from .gen_evaluation import GenerationEvalMixin
 from .kl_plan import KLPlan, init_sigma_mean
 from .methods import get_method
 from .methods.base import PostTrainContext
@@ -96,7 +97,7 @@ __all__ = [  # Runner, and the names other code has imported from here since bef
 ]
 
 
-class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin):
+class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMixin):
     """Train, checkpoint, resume and evaluate one run."""
 
     def __init__(self, cfg: RunConfig, accelerator: Accelerator | None = None) -> None:
@@ -192,7 +193,7 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin):
             "warnings": health_warnings(stats, sigma0, self._same_as_mean),
         }
 
-    def load_finished(self) -> None:
+    def load_finished(self, with_eval: bool = True) -> None:
         """Rebuild a finished run's predicting model from its directory (`blob eval`):
         its adapter (or every ensemble member's), and a post-hoc fit that is not saved
         with the adapter (Laplace) redone on the training data."""
@@ -207,7 +208,7 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin):
         meta = read_adapter_config(next(iter(dirs.values())))
         saved = AdapterConfig.from_dict(meta["config"])
         refit = not method.posterior_saved
-        self.setup = build_setup(cfg, with_train=refit, adapter_config=saved)
+        self.setup = build_setup(cfg, with_train=refit, adapter_config=saved, with_eval=with_eval)
         model = self.setup.model
         model.to(self.acc.device)
         method.load_adapters(model, lambda part: load_adapter_weights(model, dirs[part]))

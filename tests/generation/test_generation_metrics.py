@@ -81,6 +81,8 @@ def test_uncertainty_auroc_by_hand():
     assert uncertainty_auroc([0.4, 0.5, 0.3, 0.9], quality, threshold=0.85) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="one class"):
         uncertainty_auroc([0.1, 0.2], [0.5, 0.5])
+    # most inputs tie at the worst score (the median): they are the low class
+    assert uncertainty_auroc([0.3, 0.2, 0.4, 0.1], [0.2, 0.2, 0.2, 0.4]) == 1.0
 
 
 def test_uncertainty_auroc_agrees_with_torchmetrics():

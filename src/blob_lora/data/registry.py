@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from .fields import ChoiceFields, Fields, TextFields
+from .generation_fields import DIALOGSUM_FIELDS
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class DatasetSpec:
 
     @property
     def kind(self) -> str:
-        """ "choice" or "classification": which task its examples are for."""
+        """ "choice", "classification" or "generate": which task its examples are for."""
         return self.fields.kind
 
     @property
@@ -209,6 +210,14 @@ REGISTRY: dict[str, DatasetSpec] = {
         ),
         _mmlu("mmlu-chem", "college_chemistry"),
         _mmlu("mmlu-phys", "college_physics"),
+        DatasetSpec(
+            "dialogsum",
+            DIALOGSUM_FIELDS,
+            hub_id="knkarthick/dialogsum",
+            note="dialogue summarization (task=generate): train 12460, validation 500, test "
+            "500 dialogues; the test split's 3 references per dialogue are 3 rows, read as one "
+            "input with 3 references",
+        ),
     ]
 }
 

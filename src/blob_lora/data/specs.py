@@ -11,6 +11,9 @@ Accepted forms:
   "label": "gold"}``: a user's own file (``paths``: ``{split: path}``; ``{split}`` in a
   path is replaced by the split name; a path without it serves every split);
 - ``{"hub": "user/ds", "config": null, "task": "classification", "text": "s1", ...}``;
+- ``{"paths": {"train": "t.jsonl", "validation": "v.jsonl"}, "source": "dialogue",
+  "target": "summary", "template": "Dialogue: {source}\\nSummary:"}``: source/target pairs
+  for task=generate (here ``source`` names the input field, not where to load from);
 - any of the dict forms as a JSON string (the command line's ``dataset=...``).
 """
 
@@ -92,8 +95,10 @@ def parse_spec(
     if not isinstance(name_or_spec, Mapping):
         raise ConfigError(f"a dataset is a name or a mapping, got {type(name_or_spec).__name__}")
     spec = dict(name_or_spec)
+    # in a generation mapping ("target" given) "source" is the field of the input text
+    load_source = spec.pop("source", None) if "target" not in spec else None
     options = LoadOptions(
-        source=spec.pop("source", None),
+        source=load_source,
         data_root=spec.pop("data_root", None),
         dev=as_dev(spec.pop("dev", None)),
     )

@@ -33,9 +33,12 @@ from .metrics import (
     sample_statistics,
     uncertainty_auroc,
 )
+from .predict import DecodeSettings, Outputs, generate_outputs
 
 __all__ = [
     "DIALOGSUM_FIELDS",
+    "DecodeSettings",
+    "Outputs",
     "IGNORE_INDEX",
     "Encoded",
     "EncodingConfig",
@@ -52,6 +55,7 @@ __all__ = [
     "encode_pair",
     "examples_from_rows",
     "generate_ids",
+    "generate_outputs",
     "generation_fields_from_dict",
     "load_dialogsum",
     "mean_output",

@@ -189,12 +189,17 @@ def uncertainty_auroc(
     disagreement: ArrayLike, quality: ArrayLike, threshold: float | None = None
 ) -> float:
     """AUROC of per-input disagreement for flagging low-quality inputs (quality < threshold,
-    default the median quality): 1.0 = every low-quality input disagrees more, 0.5 = chance."""
+    default the median quality): 1.0 = every low-quality input disagrees more, 0.5 = chance.
+
+    With the default threshold, when the median is also the lowest quality (ties: more than
+    half the inputs share the worst score) the low class is those at the median instead."""
     d, q = _vector(disagreement, "disagreement"), _vector(quality, "quality")
     if d.size != q.size:
         raise ValueError(f"{d.size} disagreement scores for {q.size} quality scores")
     cut = float(np.median(q)) if threshold is None else threshold
     low = q < cut
+    if threshold is None and not low.any():
+        low = q <= cut
     if low.all() or not low.any():
         raise ValueError(
             f"quality threshold {cut:g} puts every input in one class; AUROC is undefined"

@@ -25,7 +25,7 @@ def get_method(name: str, options: dict | None = None) -> Method:
         raise ConfigError(f"method {name!r} is unknown; use one of {sorted(METHODS)}")
     method = METHODS[name]
     if options:
-        known = {f.name for f in dataclasses.fields(method)} - {"name"}
+        known = method.option_names()
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(

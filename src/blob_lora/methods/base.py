@@ -11,7 +11,8 @@ it `train_part(part, init_seed, data_seed)` and `load_part(part)`, which do the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -57,6 +58,14 @@ class Method:
     members: int = 1  # independently trained adapters (`parts`); >1: the ensemble
     posterior_saved: bool = True  # False: `blob eval` redoes post_train on the train data
     cost: str = "one LoRA training run; one pass per prediction"
+    # of this class's fields, those a user may set through method_options (a subclass's
+    # own fields are all settable; these base ones are the recipe, not options)
+    settable: ClassVar[tuple[str, ...]] = ()
+
+    def option_names(self) -> set[str]:
+        """What `method_options` may set: the method's own settings, not its recipe."""
+        base = {f.name for f in fields(Method)}
+        return {f.name for f in fields(self)} - base | set(self.settable)
 
     def adapter_config(self, base: AdapterConfig) -> AdapterConfig:
         changes: dict = {"kind": self.adapter_kind}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -35,8 +36,14 @@ def _snapshot(model: BlobModel) -> dict[str, torch.Tensor]:
 class DeepEnsemble(Method):
     combine: str = "probs"
     same_data: bool = False
+    settable: ClassVar[tuple[str, ...]] = ("members",)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.members, int) or isinstance(self.members, bool) or self.members < 2:
+            raise ConfigError(
+                f"ens members must be an integer >= 2, got {self.members!r}; one member is "
+                "method=mle"
+            )
         if self.combine not in COMBINES:
             raise ConfigError(f"ens combine {self.combine!r} is unknown; use one of {COMBINES}")
 

@@ -7,6 +7,7 @@ from typing import Any
 from ..errors import ConfigError
 from .base import Task, last_token_index, pad_sequences, positions_from_mask
 from .classification import ClassificationTask
+from .generation import GenerationTask
 from .lm_scoring import decoder_body, last_position_logits
 from .multiple_choice import MultipleChoiceTask
 from .prompts import answer_strings, format_prompt
@@ -17,6 +18,8 @@ TASK_KINDS = {
     "multiple-choice": "choice",
     "classification": "classification",
     "seq-cls": "classification",
+    "generate": "generate",
+    "generation": "generate",
 }
 
 
@@ -27,11 +30,21 @@ def build_task(
     max_length: int = 256,
     num_labels: int | None = None,
     padding_side: str = "right",
+    encoder_decoder: bool = False,
+    max_target_length: int | None = None,
 ) -> Task:
-    """The task for ``kind``: "choice" (causal-LM multiple choice) or "classification"."""
+    """The task for ``kind``: "choice" (causal-LM multiple choice), "classification", or
+    "generate" (source -> target text with a causal LM, or an encoder-decoder)."""
     resolved = TASK_KINDS.get(kind)
     if resolved is None:
         raise ConfigError(f"task kind {kind!r} is unknown; use one of {sorted(set(TASK_KINDS))}")
+    if resolved == "generate":
+        return GenerationTask(
+            tokenizer,
+            encoder_decoder=encoder_decoder,
+            max_length=max_length,
+            max_target_length=max_target_length,
+        )
     if resolved == "choice":
         return MultipleChoiceTask(tokenizer, max_length=max_length, padding_side=padding_side)
     return ClassificationTask(
@@ -41,6 +54,7 @@ def build_task(
 
 __all__ = [
     "ClassificationTask",
+    "GenerationTask",
     "MultipleChoiceTask",
     "Task",
     "answer_strings",

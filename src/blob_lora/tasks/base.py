@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..data.examples import Example
@@ -70,3 +71,24 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids counting only real tokens, so left padding does not shift positions."""
     return (attention_mask.to(torch.long).cumsum(-1) - 1).clamp(min=0)
+
+
+def train_outputs(task: Any, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> Any:
+    """What a training step's loss is computed from: the task's own ``train_outputs`` (a
+    generation task's target-token logits), else its class logits."""
+    own = getattr(task, "train_outputs", None)
+    return own(model, batch) if own is not None else task.class_logits(model, batch)
+
+
+def train_loss(
+    task: Any, outputs: Any, batch: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean NLL, correct predictions, predictions) of `train_outputs`: per class label, or
+    per target token for a task with its own ``train_loss``."""
+    own = getattr(task, "train_loss", None)
+    if own is not None:
+        return own(outputs, batch)
+    labels = batch["labels"]
+    nll = F.cross_entropy(outputs.float(), labels)
+    correct = (outputs.argmax(-1) == labels).sum()
+    return nll, correct, torch.tensor(len(labels), device=nll.device)

@@ -1,0 +1,224 @@
+"""Evaluation of a generation run: outputs, ROUGE/BERTScore, reference NLL, uncertainty.
+
+For each evaluation set: the N=0 output of every input (posterior mean, greedy or beam), S
+sampled outputs per input for each S > 0 asked for (default: ``gen_samples``), and the
+per-token NLL of the references. Samples come from the weights (one posterior sample per
+output, greedy decoding) for a Bayesian run, from decoding noise (temperature / top-p at the
+mean weights) otherwise (``gen_noise``). The reference NLL of an N=S row with weight samples
+is that of the sequence-level posterior predictive, -log mean_s p_s(reference), per token;
+with decoding noise the weights are the N=0 ones, and so is the NLL. The outputs are written
+as JSONL beside the results (predictions/TAG-DATASET-N{n}.jsonl).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import torch
+
+from .atomic import write_text_atomic
+from .posterior_stats import sigma_stats
+from .run_files import RunDir, _write_json, dataset_label, ood_split
+
+
+class GenerationEvalMixin:
+    """Runner's evaluation of a generation task (EvalMixin.evaluate hands over to it)."""
+
+    def generation_samples(self, samples: list[int] | None) -> list[int]:
+        cfg = self.cfg
+        chosen = samples if samples is not None else cfg.eval_samples
+        chosen = list(chosen) if chosen is not None else [0, cfg.gen_samples]
+        if 1 in chosen:
+            from .errors import ConfigError
+
+            raise ConfigError(
+                "N=1 cannot measure disagreement: a generation run samples 0 (the N=0 "
+                "output) or S >= 2 outputs per input"
+            )
+        return chosen
+
+    def sampler(self) -> str:
+        """Where sampled outputs differ: `weights` or `decoding` (see gen_noise)."""
+        from .errors import ConfigError
+
+        noise, bayesian = self.cfg.gen_noise, self.setup.model.is_bayesian
+        if noise == "weights" and not bayesian:
+            raise ConfigError(
+                f"gen_noise=weights needs a posterior to sample, and method {self.cfg.method!r} "
+                "has none; use gen_noise=decoding (or auto)"
+            )
+        return "weights" if noise == "weights" or (noise == "auto" and bayesian) else "decoding"
+
+    def decode_settings(self, max_new_tokens: int | None = None) -> Any:
+        from .generation.predict import DecodeSettings
+
+        cfg = self.cfg
+        return DecodeSettings(
+            max_new_tokens=max_new_tokens or cfg.max_new_tokens,
+            num_beams=cfg.num_beams,
+            sampler=self.sampler(),
+            temperature=cfg.gen_temperature,
+            top_p=cfg.gen_top_p,
+            batch_size=cfg.eval_batch_size,
+        )
+
+    def evaluate_generation(
+        self, samples: list[int] | None, datasets: list[str] | None, tag: str, write: bool
+    ) -> list[dict[str, Any]]:
+        from .data import load_examples
+
+        cfg, setup = self.cfg, self.setup
+        samples = self.generation_samples(samples)
+        names = datasets if datasets is not None else [cfg.dataset, *cfg.eval_datasets]
+        setup.model.eval()
+        bayes = sigma_stats(setup.model) if tag == "final" or write else None
+        if tag == "final":
+            self._same_as_mean = []
+        settings = self.decode_settings()
+        bert = self._bert_scorer() if cfg.bertscore and self.acc.is_main_process else None
+        rows = []
+        for name in names:
+            if name not in setup.eval_examples:
+                split = cfg.eval_split if name == cfg.dataset else ood_split(name)
+                setup.eval_examples[name] = load_examples(
+                    name, split, limit=cfg.eval_limit, seed=cfg.seed
+                )
+            examples = setup.eval_examples[name]
+            outputs = self._generate_all(examples, samples, settings, dataset_label(name))
+            # decoding noise samples at the N=0 weights: its NLL is the N=0 one
+            draws = {n: n if settings.sampler == "weights" else 0 for n in samples}
+            nlls = {d: self.reference_nll(examples, d) for d in sorted(set(draws.values()))}
+            nll = {n: nlls[d] for n, d in draws.items()}
+            if not self.acc.is_main_process:
+                continue
+            refs = [ex.references for ex in examples]
+            mean = outputs.get(0)
+            largest = max((n for n in samples if n), default=None)
+            for n in samples:
+                row, per_input = self._metrics(n, outputs, refs, largest, bert)
+                row = {
+                    "model": cfg.model,
+                    "dataset": dataset_label(name),
+                    "method": cfg.method,
+                    "n_samples": n,
+                    "seed": cfg.seed,
+                    "steps": getattr(self, "trained_steps", cfg.max_steps),
+                    "n_examples": len(examples),
+                    "task": "generate",
+                    "sampler": "mean" if n == 0 else settings.sampler,
+                    **row,
+                    "nll": nll[n],
+                    **(bayes or {}),
+                }
+                rows.append(row)
+                if (
+                    n and mean is not None and tag == "final" and name == cfg.dataset
+                    and settings.sampler == "weights"
+                    and all(set(s) == {m} for s, m in zip(outputs[n][0], mean[0], strict=True))
+                ):  # fmt: skip
+                    self._same_as_mean.append(n)
+                if write:
+                    self._write_outputs(tag, name, n, examples, outputs[n], per_input)
+        if write and self.acc.is_main_process:
+            _write_json(RunDir(self.out).results(tag), rows)
+        return rows
+
+    def _metrics(self, n: int, outputs: dict, refs: list, largest: int | None, bert: Any):
+        from .generation.summary import mean_output_metrics, sample_metrics
+
+        if n == 0:
+            # the N=0 output's uncertainty: the disagreement of the largest sample set
+            disagreement = outputs[largest][1] if largest is not None else None
+            return mean_output_metrics(outputs[0][0], refs, disagreement, bert)
+        return sample_metrics(outputs[n][0], refs, outputs[n][1], bert)
+
+    def _generate_all(
+        self, examples: list, samples: list[int], settings: Any, label: str
+    ) -> dict[int, tuple[list, list | None]]:
+        """{n: (outputs per input, disagreement per input or None)}, gathered over
+        processes in the examples' order (each process generates its share)."""
+        from .generation.predict import generate_outputs
+
+        acc, setup = self.acc, self.setup
+        mine = list(range(acc.process_index, len(examples), acc.num_processes))
+        shard = [examples[i] for i in mine]
+        out: dict[int, tuple[list, list | None]] = {}
+        for n in samples:
+            with self.autocast():
+                res = generate_outputs(
+                    setup.model, setup.tokenizer, setup.task.prompts, shard, n, self.cfg.seed,
+                    settings, with_mean=n == 0, progress=acc.is_main_process,
+                    desc=f"generate {label} N={n}",
+                )  # fmt: skip
+            texts = res.mean if n == 0 else res.samples
+            disagreement = res.disagreement or [None] * len(shard)
+            items = list(zip(mine, texts, disagreement, strict=True))
+            if acc.num_processes > 1:
+                from accelerate.utils import gather_object
+
+                items = sorted(gather_object(items), key=lambda t: t[0])
+            out[n] = ([t[1] for t in items], [t[2] for t in items] if n else None)
+        return out
+
+    @torch.no_grad()
+    def reference_nll(self, examples: list, n_samples: int) -> float:
+        """Per-token NLL of every reference of every input: at the posterior mean (N=0),
+        else of the sequence-level predictive over ``n_samples`` weight samples."""
+        from .data import text_size
+        from .tasks.generation import reference_pairs
+
+        acc = self.acc
+        pairs = reference_pairs(examples)
+        mine = sorted(range(acc.process_index, len(pairs), acc.num_processes),
+                      key=lambda j: text_size(pairs[j]))  # fmt: skip
+        total = torch.zeros(2, dtype=torch.float64)  # (sum of log p, target tokens)
+        bs = self.cfg.eval_batch_size
+        devices = [acc.device] if acc.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # seeded draws; training's RNG untouched
+            torch.manual_seed(self.cfg.seed + 1_000_003 * acc.process_index)
+            for i in range(0, len(mine), bs):
+                total += self._batch_logprob([pairs[j] for j in mine[i : i + bs]], n_samples)
+        if acc.num_processes > 1:
+            total = acc.reduce(total.to(acc.device), reduction="sum").cpu()
+        return float(-total[0] / total[1].clamp_min(1))
+
+    def _batch_logprob(self, pairs: list, n_samples: int) -> torch.Tensor:
+        """(sum of log p(reference), reference tokens) of one batch of (input, reference)."""
+        from .predictive import weight_draws
+
+        setup = self.setup
+        batch = self._to_device(setup.task.collate(pairs))
+        draws = []
+        with self.autocast():
+            for _ in weight_draws(setup.model, n_samples):
+                logp, tokens = setup.task.sequence_logprobs(setup.model.model, batch)
+                draws.append(logp.double().cpu())
+        logp = torch.logsumexp(torch.stack(draws), 0) - math.log(len(draws))
+        return torch.stack([logp.sum(), tokens.sum().double().cpu()])
+
+    def _bert_scorer(self) -> Any:
+        if getattr(self, "_bert", None) is None:
+            from .generation.metrics import bert_scorer
+
+            self._bert = bert_scorer(device=str(self.acc.device))
+        return self._bert
+
+    def _write_outputs(
+        self, tag: str, name: str, n: int, examples: list, outputs: tuple, per_input: list
+    ) -> None:
+        """One JSON line per input: its id, source, references, output(s) and scores."""
+        texts, disagreement = outputs
+        lines = []
+        for i, ex in enumerate(examples):
+            item: dict[str, Any] = {"index": i, "id": ex.id, "source": ex.source,
+                                    "references": list(ex.references)}  # fmt: skip
+            if n == 0:
+                item["output"] = texts[i]
+            else:
+                item["samples"] = texts[i]
+                item["disagreement"] = disagreement[i]
+            lines.append(json.dumps(item | per_input[i]))
+        path = RunDir(self.out).generations(tag, dataset_label(name), n)
+        write_text_atomic(path, "".join(line + "\n" for line in lines))

@@ -1,0 +1,140 @@
+"""Outputs for many inputs: the N=0 output, S sampled outputs and the per-input disagreement,
+in batches, with a progress bar over inputs.
+
+Samples differ either by the weights (``sampler="weights"``: one posterior sample per output,
+greedy decoding, `decode.sample_outputs`) or by the decoding (``"decoding"``: temperature /
+top-p sampling with the weights fixed at the posterior mean, `decode.decoding_noise_outputs`,
+the LoRA baseline). Inputs are batched in order of prompt length (less padding), and batch
+k is seeded with ``batch_seed(seed, k)``: the same seed, inputs and settings give the same
+outputs. Nothing here reads a run config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data.examples import GenerationExample
+from ..errors import ConfigError
+from .decode import decoding_noise_outputs, mean_output, sample_outputs
+from .metrics import pairwise_disagreement, rouge_scorer
+
+SAMPLERS = ("weights", "decoding")
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How outputs are decoded. ``batch_size``: sequences per ``generate`` call (inputs per
+    call = batch_size // S, at least 1)."""
+
+    max_new_tokens: int = 64
+    num_beams: int = 1
+    sampler: str = "weights"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler {self.sampler!r} is unknown; use one of {SAMPLERS}")
+        if self.max_new_tokens < 1 or self.num_beams < 1 or self.batch_size < 1:
+            raise ConfigError("max_new_tokens, num_beams and batch_size must be >= 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ConfigError(
+                f"temperature must be > 0 and top_p in (0, 1], got {self.temperature}, {self.top_p}"
+            )
+
+
+@dataclass
+class Outputs:
+    """Per input, in the order given: the N=0 output, the S samples, their disagreement
+    (1 - mean pairwise ROUGE-L F1; None with fewer than 2 samples)."""
+
+    mean: list[str] | None
+    samples: list[list[str]] | None
+    disagreement: list[float] | None
+
+
+def batch_seed(seed: int, k: int) -> int:
+    return seed * 1_000_003 + k
+
+
+def generate_outputs(
+    model: nn.Module,
+    tokenizer,
+    prompts: Callable[[Sequence[GenerationExample]], Mapping[str, torch.Tensor]],
+    examples: Sequence[GenerationExample],
+    n_samples: int,
+    seed: int,
+    settings: DecodeSettings,
+    *,
+    with_mean: bool = True,
+    progress: bool = True,
+    desc: str = "generate",
+) -> Outputs:
+    """The N=0 output (``with_mean``) and ``n_samples`` samples of every example.
+
+    ``prompts(examples)`` builds a prompt batch (`GenerationTask.prompts`); the model is a
+    BlobModel (weight sampling needs Bayesian adapters) or a plain model (decoding noise).
+    """
+    if n_samples < 0 or n_samples == 1:
+        raise ConfigError(
+            f"samples per input must be 0 (the N=0 output only) or >= 2, got {n_samples}"
+        )
+    if not examples:
+        raise ConfigError("no inputs to generate from")
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt))
+    per_call = max(1, settings.batch_size // max(n_samples, 1))
+    mean: list[str | None] = [None] * len(examples)
+    samples: list[list[str] | None] = [None] * len(examples)
+    scorer = rouge_scorer(["rougeL"]) if n_samples >= 2 else None
+    bar = tqdm(
+        total=len(examples), desc=desc, unit="input", disable=not progress,
+        dynamic_ncols=True, leave=False,
+    )  # fmt: skip
+    try:
+        for k, lo in enumerate(range(0, len(order), per_call)):
+            idx = order[lo : lo + per_call]
+            batch = prompts([examples[i] for i in idx])
+            if with_mean:
+                texts = mean_output(
+                    model, tokenizer, batch, settings.max_new_tokens, num_beams=settings.num_beams
+                )
+                for i, text in zip(idx, texts, strict=True):
+                    mean[i] = text
+            if n_samples:
+                for i, outs in zip(idx, _samples(model, tokenizer, batch, n_samples,
+                                                  batch_seed(seed, k), settings), strict=True):  # fmt: skip
+                    samples[i] = outs
+            bar.update(len(idx))
+    finally:
+        bar.close()
+    disagreement = (
+        [pairwise_disagreement(s, scorer) for s in samples] if scorer is not None else None
+    )
+    return Outputs(
+        mean if with_mean else None,  # type: ignore[arg-type]
+        samples if n_samples else None,  # type: ignore[arg-type]
+        disagreement,
+    )
+
+
+def _samples(
+    model: nn.Module, tokenizer, batch, n_samples: int, seed: int, settings: DecodeSettings
+) -> list[list[str]]:
+    if settings.sampler == "weights":
+        return sample_outputs(model, tokenizer, batch, n_samples, seed, settings.max_new_tokens)
+    return decoding_noise_outputs(
+        model,
+        tokenizer,
+        batch,
+        n_samples,
+        seed,
+        settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+    )
