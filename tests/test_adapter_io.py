@@ -131,6 +131,9 @@ def test_a_flipped_byte_in_a_saved_tensor_file_is_named_on_load(tmp_path):
     save_adapter(blob, tmp_path / "adapter")
     assert oct(os.stat(tmp_path / "adapter").st_mode & 0o777) != oct(0o700)  # not owner-only
     weights = tmp_path / "adapter" / WEIGHTS_FILE
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(weights).st_mode & 0o777 == 0o666 & ~umask  # as a plain new file
     data = bytearray(weights.read_bytes())
     data[-3] ^= 0x01  # in the tensor data, past the header: still a valid safetensors file
     weights.write_bytes(bytes(data))

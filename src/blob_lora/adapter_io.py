@@ -58,6 +58,7 @@ def write_dir_atomically(
             if filename.endswith(".safetensors"):
                 tensors = {k: v.detach().contiguous().cpu() for k, v in content.items()}
                 save_file(tensors, str(tmp / filename), metadata={"format": "pt"})
+                os.chmod(tmp / filename, 0o666 & ~umask)  # safetensors writes it owner-only
                 digests[filename] = file_sha256(tmp / filename)
         for filename, content in files.items():
             if not filename.endswith(".safetensors"):
