@@ -40,7 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ RESULTS = HERE / "results"
 KL_WEIGHT = 1e-3  # pi_i: any constant; only the cost of computing the KL matters here
 MEM_STEPS = 2  # step 1 allocates the AdamW state, step 2 runs with it: the steady peak
 
+PRECISION = {"bf16": False}  # --precision bf16: every step under bf16 autocast
 VARIANTS = ("peft-lora", "ours-lora", "blob-sequence", "blob-flipout", "bbb-sequence")
 REFERENCE = "peft-lora"
 
@@ -224,7 +225,9 @@ class Runner:
 
     def step(self) -> float:
         self.opt.zero_grad(set_to_none=True)
-        loss = self.model(**self.batch).loss
+        device = self.batch["input_ids"].device.type
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=PRECISION["bf16"]):
+            loss = self.model(**self.batch).loss.float()
         if self.bayes:
             loss = loss + (KL_WEIGHT * self.model.kl()).to(loss.dtype)
         loss.backward()
@@ -316,7 +319,11 @@ def run_probe_subprocess(
         str(threads),
         "--device",
         device,
+        "--precision",
+        "bf16" if PRECISION["bf16"] else "fp32",
     ]
+    setting = SETTINGS[setting_key]
+    cmd += ["--batch", str(setting.batch), "--seq-len", str(setting.seq_len)]
     env = dict(os.environ)
     if not default_malloc:
         env.update(PROBE_MALLOC_ENV)
@@ -443,6 +450,7 @@ def bench_setting(
                 "peak_total_ratio": round(mem_peak[v] / mem_peak[ref], 4),
                 "trainable_params": r.n_trainable,
                 "batch": f"{setting.batch}x{setting.seq_len}",
+                "precision": "bf16 autocast" if PRECISION["bf16"] else "fp32",
                 "r": setting.r,
                 "alpha": setting.alpha,
                 "targets": list(setting.targets) + [f"{m} (full)" for m in setting.modules_to_save],
@@ -539,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--quick", action="store_true", help="2 steps, MiniLM only, write nothing")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--batch", type=int, help="batch size of every model (default: its own)")
+    p.add_argument("--seq-len", type=int, help="tokens per example (default: the model's)")
     p.add_argument(
         "--probe-memory", nargs=2, metavar=("SETTING", "VARIANT"), help=argparse.SUPPRESS
     )
@@ -547,6 +558,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     device = torch.device(args.device)
+    PRECISION["bf16"] = args.precision == "bf16"
+    for key, setting in SETTINGS.items():
+        SETTINGS[key] = replace(
+            setting, batch=args.batch or setting.batch, seq_len=args.seq_len or setting.seq_len
+        )
 
     if args.probe_memory:
         res = memory_probe(args.probe_memory[0], args.probe_memory[1], device)

@@ -31,22 +31,35 @@ from scoring import machine, timed  # noqa: E402
 OUT = Path(__file__).parent / "results"
 
 
+DEVICE = {"type": "cpu"}
+
+
 def autocast(enabled: bool) -> torch.autocast:
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+    return torch.autocast(DEVICE["type"], dtype=torch.bfloat16, enabled=enabled)
 
 
-def main(rounds: int = 5, batch_size: int = 8, threads: int = 1) -> None:
+def main(
+    rounds: int = 5,
+    batch_size: int = 8,
+    threads: int = 1,
+    device: str = "cpu",
+    out: Path = OUT,
+    max_length: int = 256,
+) -> None:
     torch.manual_seed(0)
     torch.set_num_threads(threads)
+    DEVICE["type"] = torch.device(device).type
     model, tok = load_model("gemma-270m", kind="causal-lm")
+    model.to(device)
     blob = get_blob_model(
         model, kind="blob", r=8, alpha=16, target_modules=["q_proj", "v_proj", "lm_head"]
     )
     with torch.no_grad():
         for layer in blob.adapters().values():
             layer.lora_B.normal_(0, 0.01)
-    task = build_task("choice", tokenizer=tok, max_length=256)
+    task = build_task("choice", tokenizer=tok, max_length=max_length)
     batch = task.collate(load_examples("rte-qa", "train", limit=batch_size, seed=0))
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
     method = get_method("blob")
     hf = blob.model
 
@@ -93,18 +106,19 @@ def main(rounds: int = 5, batch_size: int = 8, threads: int = 1) -> None:
             "speedup": med["eval32"] / med["eval16"],
         },
     ]
+    where = machine() + (f", {torch.cuda.get_device_name(device)}" if "cuda" in device else "")
     for row in rows:
         row.update(
             model="gemma-270m (BLoB on q,v,lm_head)",
             batch=shape,
             max_abs_prob_diff_n0=prob_diff,
-            machine=machine(),
+            machine=where,
             date=str(date.today()),
             commit=commit,
             rounds=rounds,
         )
-    OUT.mkdir(exist_ok=True)
-    (OUT / "precision.json").write_text(json.dumps(rows, indent=2) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "precision.json").write_text(json.dumps(rows, indent=2) + "\n")
     md = ["| benchmark | fp32 (s) | bf16 (s) | speed-up |", "|---|---|---|---|"]
     for row, label in zip(rows, ("training step", "BLoB N=10 evaluation"), strict=True):
         md.append(
@@ -115,10 +129,20 @@ def main(rounds: int = 5, batch_size: int = 8, threads: int = 1) -> None:
         f"Gemma-3 270M, {shape}; median of {rounds} interleaved rounds; max |p_bf16 - p_fp32| "
         f"of the N=0 predictive {prob_diff:.1e}."
     )
-    md.append(f"Machine: {machine()}; {date.today()}; commit {commit}.")
-    (OUT / "precision.md").write_text("\n".join(md) + "\n")
+    md.append(f"Machine: {where}; {date.today()}; commit {commit}.")
+    (out / "precision.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=OUT)
+    a = p.parse_args()
+    main(a.rounds, a.batch_size, a.threads, a.device, a.out, a.max_length)

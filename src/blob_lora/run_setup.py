@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from .gen_setup import DATASET_KINDS, check_generation
 from .kl_plan import AUTHORS, KLPlan, init_sigma_mean, plan_authors, plan_budget
 from .kl_schedule import KLSchedule
 from .methods import get_method
+from .quantization import bnb_config
 from .run_config import RunConfig
 from .run_files import (
     RunDir,
@@ -87,7 +89,11 @@ def build_setup(
     if kind == "generate":
         model_kind = generation_model_kind(cfg.model)  # causal-lm or seq2seq
     torch.manual_seed(cfg.seed)
-    model, tokenizer = load_model(cfg.model, kind=model_kind, num_labels=num_labels)
+    compute = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+    quantization = bnb_config(cfg.quantization, compute_dtype=compute)
+    model, tokenizer = load_model(
+        cfg.model, kind=model_kind, num_labels=num_labels, quantization=quantization
+    )
     task = build_task(
         kind,
         tokenizer=tokenizer,
@@ -133,8 +139,9 @@ def _dataset_name(dataset: str) -> str:
     if not dataset.lstrip().startswith("{"):
         return repr(dataset)
     spec = json.loads(dataset)
-    files = spec.get("path") or spec.get("paths")
-    return repr(spec.get("name") or files or dataset_label(dataset))
+    paths = spec.get("paths")
+    path = spec.get("path") or (paths.get("train") if isinstance(paths, dict) else paths)
+    return f"{dataset_label(dataset)!r}" + (f" ({path})" if path else "")
 
 
 def check_method_settings(cfg: RunConfig, method: Any) -> None:
@@ -227,11 +234,11 @@ def head_adapter_config(model: nn.Module, adapter: Any, head: str) -> Any:
     raise ConfigError(f"head {head!r} is unknown; use train, lora or frozen")
 
 
-def check_max_length(task: Any, examples: list, max_length: int, sample: int = 32) -> None:
-    """Refuse a max_length that cuts every example of a sample of the training set: the
-    run would train on stumps at full cost."""
+def check_max_length(task: Any, examples: list, max_length: int, sample: int = 32) -> str:
+    """Refuse a max_length that cuts every example of a sample of the training set (the
+    run would train on stumps at full cost); a warning when it cuts most of them."""
     if not examples or getattr(task, "max_length", None) != max_length:
-        return
+        return ""
     full, cut = [], []
     try:
         for example in examples[:sample]:
@@ -247,12 +254,21 @@ def check_max_length(task: Any, examples: list, max_length: int, sample: int = 3
             f"examples (the shortest has {min(full)} tokens); raise max_length to at least "
             f"{min(full)} (the longest has {max(full)})"
         )
+    n_cut = sum(f > c for f, c in zip(full, cut, strict=True))
+    if 2 * n_cut > len(full):
+        return (
+            f"max_length={max_length} cuts {n_cut} of the first {len(full)} training examples "
+            f"(the longest has {max(full)} tokens); raise max_length if their ends matter"
+        )
+    return ""
 
 
 class SetupMixin:
     """Runner's set-up: the run folder, resume checks and the KL plan."""
 
-    def prepare(self, resume: bool) -> None:
+    def prepare(self, resume: bool) -> bool:
+        """Check the folder, build the model, write the run's config; returns whether the
+        run resumes (False after clearing a start that saved nothing)."""
         cfg = self.cfg
         files = RunDir(self.out)
         saved = files.config
@@ -267,7 +283,8 @@ class SetupMixin:
                     flush=True,
                 )
             self.acc.wait_for_everyone()
-        if saved.exists() and not resume:
+            resume = False  # nothing to resume: no second "starting a new one" line
+        elif saved.exists() and not resume:
             if files.results("final").is_file():
                 raise ConfigError(
                     f"{self.out} holds a finished run; evaluate it with `blob eval {self.out}` "
@@ -293,7 +310,9 @@ class SetupMixin:
             meta = load_init_weights(self.setup.model, cfg.init_from)
             self.trained_steps = int(meta.get("steps", 0)) + cfg.max_steps
         if cfg.max_steps > 0:
-            check_max_length(self.setup.task, self.setup.train_examples, cfg.max_length)
+            cut = check_max_length(self.setup.task, self.setup.train_examples, cfg.max_length)
+            if cut and self.acc.is_main_process:
+                print(f"warning: {cut}", file=sys.stderr, flush=True)
         if cfg.max_steps > 0:  # refuses a KL that can never act before anything is written
             self.kl_plan = self.make_kl_plan()
         if self.acc.is_main_process:
@@ -304,6 +323,7 @@ class SetupMixin:
             if self.kl_plan is not None and self.setup.model.is_bayesian:
                 print(self.kl_plan.describe(), flush=True)
                 _write_json(RunDir(self.out).kl_plan, _plan_dict(self.kl_plan))
+        return resume
 
     def check_resumable(self, saved: Path) -> None:
         """--resume continues the same run: the config it was started with (output_dir

@@ -143,10 +143,15 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
             if not _is_write_failure(err):
                 raise
             last = latest_checkpoint(RunDir(self.out).checkpoints)
+            fix = (
+                f"the last good checkpoint is {last}; free space or fix permissions, then run "
+                "again with --resume"
+                if last
+                else "nothing was saved yet; choose a writable output_dir (or free space / fix "
+                "permissions) and run again"
+            )
             raise BlobLoraError(
-                f"cannot write in {self.out}: {_write_failure_reason(err)}; the last good "
-                f"checkpoint is {last or 'none (nothing to resume from)'}; free space or fix "
-                "permissions, then run again with --resume"
+                f"cannot write in {self.out}: {_write_failure_reason(err)}; {fix}"
             ) from err
         finally:
             if self._lock is not None:  # released on every exit, errors and interrupts too
@@ -154,7 +159,7 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
                 self._lock = None
 
     def _train(self, resume: bool) -> dict[str, Any]:
-        self.prepare(resume)
+        resume = self.prepare(resume)
         cfg, setup = self.cfg, self.setup
         if not setup.train_examples:
             raise ConfigError(f"dataset {cfg.dataset!r} split {cfg.train_split!r} is empty")

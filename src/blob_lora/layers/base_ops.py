@@ -2,6 +2,8 @@
 
 Adapters never touch the base weight directly except through these helpers, so a
 quantized or otherwise exotic base layer only needs `in_features`/`out_features`.
+bitsandbytes' `Linear8bitLt` / `Linear4bit` subclass nn.Linear but hold int8 or packed
+4-bit weights: they are always run whole, through their own forward.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from ..errors import ConfigError
+from ..quantization import is_quantized_linear
 
 
 def linear_shape(module: nn.Module) -> tuple[int, int]:
@@ -42,7 +45,7 @@ def base_rows(module: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch.T
     if isinstance(module, Conv1D):
         out = x @ module.weight[:, rows]
         return out + module.bias[rows] if module.bias is not None else out
-    if isinstance(module, nn.Linear):
+    if isinstance(module, nn.Linear) and not is_quantized_linear(module):
         bias = module.bias[rows] if module.bias is not None else None
         return F.linear(x, module.weight[rows], bias)
-    return module(x)[..., rows]  # generic fallback: correct, not cheaper
+    return module(x)[..., rows]  # quantized or generic: correct, not cheaper
