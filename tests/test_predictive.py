@@ -23,6 +23,6 @@ def test_n0_is_mean_and_n_averages_sampled_probabilities():
     # the samples really differ and are not the mean's
     assert samples.std(0).max() > 1e-4
     torch.manual_seed(0)
-    with blob.sampling("sequence"):
+    with blob.sampling(blob.adapter_config.sample_mode):  # the default noise
         first = torch.softmax(logits(), -1)
     assert torch.allclose(first, samples[0])

@@ -32,7 +32,7 @@ def test_the_paper_preset_sets_every_point_and_refuses_conflicts():
             load_run_config(None, ["protocol=paper", bad])
     with pytest.raises(ConfigError, match="protocol 'theirs' is unknown"):
         load_run_config(None, ["protocol=theirs"])
-    assert load_run_config(None, []).adapter.sample_mode == "sequence"  # default protocol
+    assert load_run_config(None, []).adapter.sample_mode == "flipout"  # measured the better
 
 
 def _members_model():

@@ -37,8 +37,12 @@ class AdapterConfig:
         default="square", metadata={"help": "Omega = G*G (square) or softplus(G)"}
     )
     sample_mode: str = field(
-        default="sequence",
-        metadata={"help": "sequence: one A per example; flipout: the authors' per-token signs"},
+        default="flipout",
+        metadata={
+            "help": "noise in training and at N samples: flipout (the authors' per-token "
+            "signs; the default, chosen on MRPC dev: bench/results/protocol_check.md) or "
+            "sequence (one A per example; generation always samples per sequence)"
+        },
     )
 
     def __post_init__(self) -> None:
