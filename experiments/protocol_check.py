@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import regime_scan  # noqa: E402
-from dev_runs import run_once, with_settings  # noqa: E402
+from dev_runs import measured_on, run_once, with_settings  # noqa: E402
 
 from blob_lora.protocol import PAPER_METHOD_OPTIONS  # noqa: E402
 
@@ -159,6 +159,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     (RESULTS / "protocol_check.json").write_text(json.dumps(rows, indent=1) + "\n")
     (RESULTS / "protocol_check.md").write_text(
         "# Our defaults against the authors' code, on MRPC dev (MiniLM)\n\n"
+        + measured_on()
+        + " One seed (0); bench/README.md says which side became the default.\n\n"
         + "\n".join(lines)
         + "\n"
     )
