@@ -16,6 +16,19 @@ from .run_files import RunDir, _write_json, dataset_label, ood_split
 class EvalMixin:
     """Runner's evaluation: metrics rows, predictions and reliability plots."""
 
+    def eval_set(self, name: str) -> list:
+        """The examples of evaluation set `name`, loaded once per run (validation for the
+        run's dataset, its OOD split for the others)."""
+        from .data import load_examples
+
+        cfg, setup = self.cfg, self.setup
+        if name not in setup.eval_examples:
+            split = cfg.eval_split if name == cfg.dataset else ood_split(name)
+            setup.eval_examples[name] = load_examples(
+                name, split, limit=cfg.eval_limit, seed=cfg.seed
+            )
+        return setup.eval_examples[name]
+
     def evaluate(
         self,
         samples: list[int] | None = None,
@@ -25,7 +38,6 @@ class EvalMixin:
     ) -> list[dict[str, Any]]:
         """Predict every example of each evaluation set with N samples, for each N (a
         generation task: generate, see gen_evaluation)."""
-        from .data import load_examples
         from .metrics import classification_metrics
 
         cfg, setup = self.cfg, self.setup
@@ -47,12 +59,7 @@ class EvalMixin:
         if tag == "final":
             self._same_as_mean = []
         for name in names:
-            if name not in setup.eval_examples:
-                split = cfg.eval_split if name == cfg.dataset else ood_split(name)
-                setup.eval_examples[name] = load_examples(
-                    name, split, limit=cfg.eval_limit, seed=cfg.seed
-                )
-            examples = setup.eval_examples[name]
+            examples = self.eval_set(name)
             at_mean = None
             for n in samples:
                 probs, labels, mi = self.predict(examples, n, desc=f"eval {dataset_label(name)}")

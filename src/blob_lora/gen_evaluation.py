@@ -20,7 +20,7 @@ import torch
 
 from .atomic import write_text_atomic
 from .posterior_stats import sigma_stats
-from .run_files import RunDir, _write_json, dataset_label, ood_split
+from .run_files import RunDir, _write_json, dataset_label
 
 
 class GenerationEvalMixin:
@@ -67,8 +67,6 @@ class GenerationEvalMixin:
     def evaluate_generation(
         self, samples: list[int] | None, datasets: list[str] | None, tag: str, write: bool
     ) -> list[dict[str, Any]]:
-        from .data import load_examples
-
         cfg, setup = self.cfg, self.setup
         samples = self.generation_samples(samples)
         names = datasets if datasets is not None else [cfg.dataset, *cfg.eval_datasets]
@@ -80,12 +78,7 @@ class GenerationEvalMixin:
         bert = self._bert_scorer() if cfg.bertscore and self.acc.is_main_process else None
         rows = []
         for name in names:
-            if name not in setup.eval_examples:
-                split = cfg.eval_split if name == cfg.dataset else ood_split(name)
-                setup.eval_examples[name] = load_examples(
-                    name, split, limit=cfg.eval_limit, seed=cfg.seed
-                )
-            examples = setup.eval_examples[name]
+            examples = self.eval_set(name)
             outputs = self._generate_all(examples, samples, settings, dataset_label(name))
             # decoding noise samples at the N=0 weights: its NLL is the N=0 one
             draws = {n: n if settings.sampler == "weights" else 0 for n in samples}
