@@ -1,11 +1,19 @@
 """The report's input: the result rows of every finished run, and the OOD-detection AUROCs
-recomputed from the predictions the runs saved. No formatting here (see table_report)."""
+recomputed from the predictions the runs saved, kept as committed records
+(table_records). No formatting here (see table_report)."""
 
 from __future__ import annotations
 
 import json
 
 from bench.table_plan import EVAL_SAMPLES, METHODS, SEEDS, Run, load_tier
+from bench.table_records import (
+    map_is_mle,
+    provenance,
+    read_record,
+    relabel_mle_as_map,
+    write_record,
+)
 from bench.table_status import _machine_s, _starts
 from blob_lora.run_files import RunDir, dataset_label
 
@@ -13,34 +21,45 @@ SCORES = ("max_prob", "entropy", "mutual_information")
 
 
 def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
-    """Result rows of every finished run (with `tier`, `trained_on`) and OOD-detection rows."""
+    """Result rows of every finished run (with `tier`, `trained_on`) and OOD-detection rows,
+    from the committed records; a run finished in runs/ has its record (re)written first."""
+    rows, detection = [], []
+    for tier in tiers:
+        for task_key in load_tier(tier)["tasks"]:
+            for method in METHODS:
+                for seed in SEEDS:
+                    run = Run(tier, task_key, method, seed)
+                    if run.trained:
+                        record_run(run)
+                    elif map_is_mle(run) and not run.record.is_file():
+                        relabel_mle_as_map(run)
+                    record = read_record(run)
+                    if record is not None:
+                        rows += record["rows"]
+                        detection += record["detection"]
+    return rows, detection
+
+
+def record_run(run: Run) -> None:
+    """Write the committed record of a run finished in runs/: its result rows, the
+    OOD-detection AUROCs recomputed from the predictions it saved, and its cost."""
     from safetensors.torch import load_file
 
     from blob_lora.metrics import auroc
 
-    rows, detection = [], []
-    for tier in tiers:
-        spec = load_tier(tier)
-        for task_key, task in spec["tasks"].items():
-            for method in METHODS:
-                for seed in SEEDS:
-                    run = Run(tier, task_key, method, seed)
-                    if not run.done:
-                        continue
-                    per_run = {"machine_s": _machine_s(run), "starts": _starts(run)}
-                    for row in json.loads(RunDir(run.out).results("final").read_text()):
-                        rows.append(
-                            {
-                                "tier": tier,
-                                "trained_on": task_key,
-                                **row,
-                                "model": spec["model_label"],
-                                **per_run,
-                            }
-                        )
-                    if task.get("ood"):
-                        detection += _detection_rows(run, task, spec, load_file, auroc)
-    return rows, detection
+    spec = load_tier(run.tier)
+    task = spec["tasks"][run.task]
+    per_run = {"machine_s": _machine_s(run), "starts": _starts(run)}
+    meta = provenance()
+    rows = [
+        {"tier": run.tier, "trained_on": run.task, **row, "model": spec["model_label"]}
+        | per_run
+        | meta
+        for row in json.loads(RunDir(run.out).results("final").read_text())
+    ]
+    detection = _detection_rows(run, task, spec, load_file, auroc) if task.get("ood") else []
+    detection = [d | meta for d in detection]
+    write_record(run, rows, detection, **per_run)
 
 
 def _detection_rows(run: Run, task: dict, spec: dict, load_file, auroc) -> list[dict]:

@@ -18,6 +18,8 @@ from blob_lora.run_files import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "paper-table"
+# one committed JSON record per finished run (bench/table_records.py): what survives a session
+RECORDS = ROOT / "bench" / "results" / "paper_table_runs"
 TIERS = {
     "minilm": ROOT / "configs" / "table-minilm.yaml",
     "gemma": ROOT / "configs" / "table-gemma.yaml",
@@ -51,8 +53,18 @@ class Run:
         return RUNS / self.tier / self.task / f"{self.method}-s{self.seed}"
 
     @property
-    def done(self) -> bool:
+    def record(self) -> Path:
+        return RECORDS / self.tier / self.task / f"{self.method}-s{self.seed}.json"
+
+    @property
+    def trained(self) -> bool:
+        """Finished in this checkout's runs/ (post-hoc methods and ens need this of MLE)."""
         return RunDir(self.out).results("final").is_file()
+
+    @property
+    def done(self) -> bool:
+        """Finished here, or in an earlier session that committed its record."""
+        return self.record.is_file() or self.trained
 
 
 def load_tier(tier: str) -> dict:

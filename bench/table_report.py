@@ -7,14 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
-from datetime import date
-from pathlib import Path
 
 from bench.table_collect import SCORES, _ds_label, collect
 from bench.table_plan import EVAL_SAMPLES, METHODS, ROOT, SEEDS, load_tier
+from bench.table_records import provenance
 from blob_lora.report.table import mean_std_cell
 
 RESULTS = ROOT / "bench" / "results"
@@ -84,10 +81,8 @@ METRIC_LABELS = {
 
 def cmd_report(args: argparse.Namespace) -> int:
     rows, detection = collect(args.tiers)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    meta = {"commit": commit, "machine": machine(), "date": str(date.today())}
+    meta = provenance()
+    commit = meta["commit"]
     keep = (
         "model",
         "dataset",
@@ -104,13 +99,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     table_rows = [
         {k: r[k] for k in keep}
         | {k: r[k] for k in optional if k in r}
-        | {"tier": r["tier"], "trained_on": r["trained_on"], **meta}
+        | {"tier": r["tier"], "trained_on": r["trained_on"]}
+        | {k: r.get(k, meta[k]) for k in meta}  # where and when the run was recorded
         for r in rows
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "paper_table.json").write_text(json.dumps(table_rows, indent=1) + "\n")
     (RESULTS / "paper_table_ood_detection.json").write_text(
-        json.dumps([d | meta for d in detection], indent=1) + "\n"
+        json.dumps([meta | d for d in detection], indent=1) + "\n"
     )
     md = [
         "# The paper's table at small scale",
@@ -345,12 +341,3 @@ def _cost_lines(mine: list[dict], tasks: list[str]) -> list[str]:
         if any(c != "–" for c in cells):
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{cpu}, {os.cpu_count()} cores"

@@ -13,9 +13,13 @@ import threading
 import time
 from pathlib import Path
 
+from bench.table_collect import record_run
 from bench.table_plan import NEEDS_MLE, ROOT, Run, command, plan
+from bench.table_records import map_is_mle, relabel_mle_as_map
 from blob_lora.atomic import write_text_atomic
 from blob_lora.run_files import RunDir
+
+MAP_NOTE = "MAP's weight decay rounds away in fp32 at this lr: bit for bit the same run"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -31,6 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     todo = [r for r in runs if not r.done]
     print(f"{len(runs) - len(todo)} of {len(runs)} runs done; {len(todo)} to go", flush=True)
+    todo = _with_local_mle(todo)
     failed: list[Run] = []
     running: set[Run] = set()
     lock = threading.Lock()
@@ -43,7 +48,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 blocked = False
                 for run in list(todo):
                     mle = Run(run.tier, run.task, "mle", run.seed)
-                    if run.method in NEEDS_MLE and not mle.done:
+                    if map_is_mle(run) and mle.done:
+                        todo.remove(run)
+                        if mle.trained:
+                            record_run(mle)
+                        relabel_mle_as_map(run)
+                        print(f"{run.out.name}: the MLE run relabelled ({MAP_NOTE})", flush=True)
+                        continue
+                    if (run.method in NEEDS_MLE or map_is_mle(run)) and not mle.trained:
                         if mle in running or mle in todo:
                             blocked = True
                             continue
@@ -74,6 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             cores = os.cpu_count() or 1
             info = {"wall_s": round(took, 1), "jobs": args.jobs, "threads": threads, "cores": cores}
             (run.out / "machine_time.json").write_text(json.dumps(info))
+            record_run(run)
             print(f"done in {took:.0f} s: {run.out.relative_to(ROOT)}", flush=True)
 
     workers = [threading.Thread(target=worker) for _ in range(args.jobs)]
@@ -84,6 +97,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print("failed: " + ", ".join(str(r.out) for r in failed), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _with_local_mle(todo: list[Run]) -> list[Run]:
+    """Runs that start from the MLE run's adapter (la, tfb, ens) need it in runs/; when only
+    an earlier session's record of it is here, train it again first (same seed, same
+    numbers; its record is rewritten)."""
+    out: list[Run] = []
+    for run in todo:
+        mle = Run(run.tier, run.task, "mle", run.seed)
+        if run.method in NEEDS_MLE and not mle.trained and mle not in out and mle not in todo:
+            out.append(mle)
+        out.append(run)
+    return out
 
 
 def _partial_path(run: Run) -> Path:

@@ -62,8 +62,8 @@ def _machine_s(run: Run) -> float | None:
     table commands run side by side (one core each); it assumes the other cores were busy
     with other runs, as they were for every run of the committed table."""
     path = run.out / "machine_time.json"
-    if not path.is_file():
-        return None
+    if not path.is_file():  # finished in an earlier session: its committed record says
+        return json.loads(run.record.read_text()).get("machine_s") if run.record.is_file() else None
     info = json.loads(path.read_text())
     cores = info.get("cores") or os.cpu_count() or 1
     return info["wall_s"] * min(info["threads"], cores) / cores

@@ -73,3 +73,31 @@ def test_state_round_trip():
     blob2, opt2 = _setup("authors")
     opt2.load_state_dict(state)
     assert opt2.schedulers[0].last_epoch == 1
+
+
+def _train_mle(weight_decay: float, lr: float, steps: int = 5):
+    torch.manual_seed(0)
+    blob = get_blob_model(tiny_llama(), kind="lora", target_modules=["q_proj", "v_proj"])
+    randomize_adapters(blob)
+    blob.train()
+    opt = AdapterOptimizer(
+        blob, OptimConfig(lr=lr, weight_decay=weight_decay, total_steps=steps, warmup_steps=0)
+    )
+    ids = torch.randint(3, 64, (2, 6), generator=torch.Generator().manual_seed(1))
+    for _ in range(steps):
+        opt.zero_grad()
+        blob(input_ids=ids, labels=ids).loss.backward()
+        opt.step(kl_weight=0.0)
+    return torch.cat([p.detach().flatten() for _, p in blob.named_trainable_parameters()])
+
+
+def test_map_decay_below_fp32_resolution_trains_bit_for_bit_as_mle():
+    """MAP's weight_decay 1e-5 at lr 1e-3: 1 - lr*wd rounds to 1 in fp32, so AdamW's
+    decoupled decay is a no-op and the run equals weight_decay=0 exactly; at lr*wd above
+    half an ulp the decay acts. decay_is_lost must tell the two apart."""
+    from blob_lora.optim import decay_is_lost
+
+    assert decay_is_lost(1e-3, 1e-5) and decay_is_lost(1e-4, 1e-5)
+    assert torch.equal(_train_mle(1e-5, 1e-3), _train_mle(0.0, 1e-3))
+    assert not decay_is_lost(1e-2, 1e-4) and not decay_is_lost(1e-3, 0.0)
+    assert not torch.equal(_train_mle(1e-4, 1e-2), _train_mle(0.0, 1e-2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from .adapter_model import BlobModel
 from .batches import example_stream, grouped_batch
 from .checkpoint import latest_checkpoint
 from .errors import BlobLoraError
-from .optim import AdapterOptimizer, OptimConfig
+from .optim import AdapterOptimizer, OptimConfig, decay_is_lost
 from .posterior_stats import plot_sigma, sigma_stats
 from .run_files import RunDir, _jsonl_to_csv, _tensorboard, _truncate_log, dataset_label
 from .tasks.base import train_loss, train_outputs
@@ -54,6 +55,16 @@ class FitMixin:
         weight_decay = next(
             (w for w in (setup.method.weight_decay, cfg.weight_decay) if w is not None), 0.0
         )
+        if acc.is_main_process and decay_is_lost(cfg.lr, weight_decay):
+            print(
+                f"warning: weight_decay={weight_decay:g} at lr={cfg.lr:g} does nothing: AdamW "
+                f"multiplies the fp32 adapter weights by 1 - lr*weight_decay, which rounds to "
+                "exactly 1, so this run trains bit for bit as with weight_decay=0 (the authors' "
+                "MAP has the same property); for a prior that acts, use method=mle with "
+                f"weight_decay >= {3e-8 / cfg.lr:.1g}",
+                file=sys.stderr,
+                flush=True,
+            )
         optimizer = AdapterOptimizer(
             blob,
             OptimConfig(

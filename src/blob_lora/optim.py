@@ -51,6 +51,16 @@ class OptimConfig:
             raise ConfigError("adam_eps must be > 0 and scheduler_steps_per_step >= 1")
 
 
+def decay_is_lost(lr: float, weight_decay: float, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether AdamW's decoupled decay does nothing to `dtype` weights at this peak LR: it
+    multiplies them by 1 - lr*weight_decay, and below half an ulp of 1 that factor rounds to
+    exactly 1 (fp32: lr*weight_decay < 2**-25, e.g. MAP's 1e-5 at any lr below 3e-3). The
+    LR schedule only lowers lr, so no later step decays either."""
+    if weight_decay <= 0:
+        return False
+    return bool(torch.tensor(1.0 - lr * weight_decay, dtype=dtype) == 1.0)
+
+
 def _add_kl_grad(params: list[nn.Parameter], kl_term: torch.Tensor) -> None:
     needs = [p for p in params if p.requires_grad]
     if not needs or not kl_term.requires_grad:

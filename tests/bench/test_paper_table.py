@@ -34,6 +34,8 @@ tasks:
     )
     monkeypatch.setattr(table_plan, "TIERS", {"tiny": cfg})
     monkeypatch.setattr(table_plan, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(table_plan, "RECORDS", tmp_path / "records")
+    monkeypatch.setattr(table_run, "ROOT", tmp_path)  # run folders are printed relative to it
     monkeypatch.setattr(table_report, "RESULTS", tmp_path / "results")
     return tmp_path
 
@@ -135,10 +137,12 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     assert "| mean σ | mle |" not in md
     png = tier / "results" / "paper_table_tiny.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "(paper_table_tiny.png)" in md
-    # the claims: equal ECE/NLL tie at rank 1 of 2; N=10 is 10 points above MLE, not within 1
-    assert "| rte | rte | 1/2 | 1/2 | +10.00 | disagrees | 1/2 | agrees |  |" in md
+    # MAP at the default lr 5e-4 is the MLE run relabelled (its decay rounds away in fp32)
+    assert "| ACC (%) ↑ | map | 65.00 ± 7.07 (2) |" in md
+    # the claims: equal ECE/NLL tie at rank 1 of 3; N=10 is 10 points above MLE, not within 1
+    assert "| rte | rte | 1/3 | 1/3 | +10.00 | disagrees | 1/3 | agrees |  |" in md
     table = json.loads((tier / "results" / "paper_table.json").read_text())
-    assert len(table) == 2 * (2 + 4)
+    assert len(table) == 2 * (2 + 2 + 4)
     assert {r["trained_on"] for r in table} == {"rte"}
     assert all("majority_acc" in r for r in table)
     assert all(("sigma_mean" in r) == (r["method"] == "blob") for r in table)
@@ -154,6 +158,50 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     row = next(d for d in blob10 if d["seed"] == 0)
     assert row["auroc_mutual_information"] == pytest.approx(expect)
     assert "auroc_mutual_information" not in next(d for d in detection if d["n_samples"] == 0)
+    # a new session has no runs/: the committed records give the same report
+    import shutil
+
+    shutil.rmtree(tier / "runs")
+    assert paper_table.main(["report", "--tiers", "tiny"]) == 0
+    assert (tier / "results" / "paper_table.md").read_text() == md
+    assert json.loads((tier / "results" / "paper_table.json").read_text()) == table
+
+
+def test_map_whose_decay_rounds_away_is_the_mle_run_relabelled_not_trained(tier, monkeypatch):
+    """The tiny tier trains at the default lr 5e-4: MAP's 1e-5 decay is lost in fp32."""
+    mle, map_run = (paper_table.Run("tiny", "rte", m, 0) for m in ("mle", "map"))
+    row = {"dataset": "rte", "method": "mle", "n_samples": 0, "seed": 0, "acc": 61.0}
+    _fake_run(mle, [row], {})
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("MAP was trained")
+
+    monkeypatch.setattr(table_run, "timed_run", no_training)
+    assert paper_table.main(["run", "--tiers", "tiny", "--seeds", "0", "--tasks", "rte",
+                             "--methods", "map"]) == 0  # fmt: skip
+    record = json.loads(map_run.record.read_text())
+    assert record["same_as"] == "mle" and record["machine_s"] == 0.0
+    assert [r["method"] for r in record["rows"]] == ["map"] and record["rows"][0]["acc"] == 61.0
+    assert map_run.done and not map_run.out.exists()
+
+
+def test_post_hoc_run_retrains_mle_when_only_its_record_survived(tier, monkeypatch):
+    mle, la = (paper_table.Run("tiny", "rte", m, 0) for m in ("mle", "la"))
+    mle.record.parent.mkdir(parents=True)
+    mle.record.write_text('{"rows": [], "detection": [], "machine_s": 1.0, "starts": 1}')
+    assert mle.done and not mle.trained
+    started = []
+
+    def fake_timed_run(cmd, env, log, partial):
+        run = mle if 'method="mle"' in cmd else la
+        started.append(run.method)
+        _fake_run(run, [], {})
+        return 0, 1.0
+
+    monkeypatch.setattr(table_run, "timed_run", fake_timed_run)
+    assert paper_table.main(["run", "--tiers", "tiny", "--seeds", "0", "--tasks", "rte",
+                             "--methods", "la", "--jobs", "1"]) == 0  # fmt: skip
+    assert started == ["mle", "la"] and la.record.is_file()
 
 
 def test_claim_ranks_count_strictly_better_baselines_and_skip_blobs_other_n():
