@@ -521,9 +521,10 @@ def test_user_files_that_would_mislead_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"labels \[0, 1, 5\] skip \[2, 3, 4\]"):
         Runner(_cfg(tmp_path, dataset=json.dumps(spec | {"resplit": 0.2}))).train()
     neg = tmp_path / "neg.jsonl"
-    neg.write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"t": "odd", "y": -1}]))
+    # a blank line before the bad row: the error names the file line, blank lines included
+    neg.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n" + '{"t": "odd", "y": -1}\n')
     spec = {"path": str(neg), "task": "classification", "text": "t", "label": "y", "resplit": 0.2}
-    with pytest.raises(Exception, match=r"neg.jsonl\) row 30: label -1 of field 'y' is negative"):
+    with pytest.raises(Exception, match=r"neg.jsonl\) line 32: label -1 of field 'y' is negative"):
         Runner(_cfg(tmp_path, dataset=json.dumps(spec))).train()
     assert not (tmp_path / "run").exists()
 

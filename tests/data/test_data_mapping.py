@@ -125,7 +125,7 @@ def test_fixed_choice_words_and_resplit_of_a_user_file(tmp_path) -> None:
 def test_mapping_errors(tmp_path) -> None:
     path = write_jsonl(tmp_path / "bad.jsonl", [{"q": "x", "opts": ["a", "b"], "gold": 5}])
     base = {"path": str(path), "task": "choice", "question": "q", "choices": "opts"}
-    with pytest.raises(BlobLoraError, match=r"bad.jsonl\) row 0 has no field 'answer'"):
+    with pytest.raises(BlobLoraError, match=r"bad.jsonl\) line 1 has no field 'answer'"):
         load_examples({**base, "label": "answer"}, "train")
     with pytest.raises(BlobLoraError, match="out of range for 2 choices"):
         load_examples({**base, "label": "gold"}, "train")
@@ -138,7 +138,7 @@ def test_mapping_errors(tmp_path) -> None:
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_examples('{"path": ', "train")
     good = write_jsonl(tmp_path / "good.jsonl", [{"q": "x", "opts": ["a", "b"], "gold": 1}])
-    with pytest.raises(BlobLoraError, match="row 0 has no field 'missing'"):
+    with pytest.raises(BlobLoraError, match="line 1 has no field 'missing'"):
         load_examples(
             {**base, "path": str(good), "label": "gold", "question": "{missing}"}, "train"
         )

@@ -77,7 +77,7 @@ def test_missing_dataset_split_and_field_fail_at_once(tmp_path, monkeypatch) -> 
     del bad["question"]
     write_jsonl(tmp_path / "allenai/ai2_arc/ARC-Easy/train.jsonl", [bad])
     with pytest.raises(
-        BlobLoraError, match=r"row 0 has no field 'question'; its fields are \['answerKey'"
+        BlobLoraError, match=r"line 1 has no field 'question'; its fields are \['answerKey'"
     ):
         load_examples("arc-e", "train", data_root=tmp_path)
     with pytest.raises(BlobLoraError, match="'arc-c' split 'train' is not available"):

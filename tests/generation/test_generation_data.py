@@ -64,11 +64,11 @@ def test_rows_with_the_same_source_are_grouped_unless_asked_not_to():
 @pytest.mark.parametrize(
     "row,match",
     [
-        ({"doc": "text"}, r"mine.jsonl row 1: field 'summary' is missing"),
-        ({"doc": "text", "summary": "  "}, r"mine.jsonl row 1: field 'summary' is empty"),
-        ({"summary": "s"}, r"mine.jsonl row 1: field 'doc' is missing"),
-        ({"doc": "text", "summary": 3}, r"row 1: field 'summary' is int, not text"),
-        ({"doc": "text", "summary": []}, r"row 1: field 'summary' is an empty list"),
+        ({"doc": "text"}, r"mine.jsonl line 2: field 'summary' is missing"),
+        ({"doc": "text", "summary": "  "}, r"mine.jsonl line 2: field 'summary' is empty"),
+        ({"summary": "s"}, r"mine.jsonl line 2: field 'doc' is missing"),
+        ({"doc": "text", "summary": 3}, r"line 2: field 'summary' is int, not text"),
+        ({"doc": "text", "summary": []}, r"line 2: field 'summary' is an empty list"),
     ],
 )
 def test_missing_or_empty_fields_name_file_row_and_field(tmp_path, row, match):

@@ -126,8 +126,13 @@ def group_by_source(examples: Iterable[GenerationExample]) -> list[GenerationExa
 def examples_from_rows(
     rows: Iterable[Mapping[str, Any]], mapping: GenerationFields, origin: str = "rows"
 ) -> list[GenerationExample]:
-    """Examples in first-seen order; errors say ``<origin> row <i> (0-based)``."""
-    examples = [mapping.convert(row, f"{origin} row {i}") for i, row in enumerate(rows)]
+    """Examples in first-seen order; errors name the file line of a .jsonl row (from 1),
+    else ``row <i> (from 0)``."""
+    lines = getattr(rows, "lines", None)
+    examples = [
+        mapping.convert(row, f"{origin} " + (f"line {lines[i]}" if lines else f"row {i} (from 0)"))
+        for i, row in enumerate(rows)
+    ]
     if not examples:
         raise GenerationDataError(f"{origin} has no rows")
     return group_by_source(examples) if mapping.group_by_source else examples

@@ -99,7 +99,7 @@ def load_split(
     else:
         found = _require(spec, split, source, root)
         rows, note = _numbered(found), None
-    examples = _convert(spec, rows, found.origin)
+    examples = _convert(spec, rows, found)
     if spec.kind == "generate" and spec.fields.group_by_source:
         examples = group_by_source(examples)  # one input, all its references
     if limit is not None and limit < len(examples):
@@ -157,9 +157,15 @@ def _resplit(rows: list, split: str, plan: Resplit) -> tuple[list, str]:
     return [rows[i] for i in parts[split]], note
 
 
-def _convert(spec: DatasetSpec, rows: list[tuple[int, Row]], origin: str) -> list[Example]:
+def _convert(spec: DatasetSpec, rows: list[tuple[int, Row]], found: Found) -> list[Example]:
     if not rows:
-        raise BlobLoraError(f"dataset {spec.name!r}: {origin} has no rows")
+        raise BlobLoraError(f"dataset {spec.name!r}: {found.origin} has no rows")
+    lines = getattr(found.rows, "lines", None)  # a .jsonl file: name the line, from 1
     return [
-        spec.fields.convert(row, f"dataset {spec.name!r} ({origin}) row {i}") for i, row in rows
+        spec.fields.convert(
+            row,
+            f"dataset {spec.name!r} ({found.origin}) "
+            + (f"line {lines[i]}" if lines is not None else f"row {i} (from 0)"),
+        )
+        for i, row in rows
     ]

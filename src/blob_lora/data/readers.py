@@ -58,8 +58,16 @@ def _not_utf8(path: Path, err: UnicodeDecodeError) -> str:
     return f"{path}: not UTF-8 ({err.reason}); save the file as UTF-8"
 
 
-def _read_jsonl(path: Path) -> list[Row]:
-    rows = []
+class JsonlRows(list):
+    """Rows of a .jsonl file with the file line of each (blank lines are skipped), so an
+    error can name the line a user opens in an editor."""
+
+    lines: list[int]
+
+
+def _read_jsonl(path: Path) -> JsonlRows:
+    rows = JsonlRows()
+    rows.lines = []
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -68,6 +76,7 @@ def _read_jsonl(path: Path) -> list[Row]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
                 raise BlobLoraError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+            rows.lines.append(number)
     return rows
 
 
