@@ -97,3 +97,44 @@ def test_a_kill_inside_a_checkpoint_write_leaves_the_previous_one_and_resume_is_
         torch.equal(_adapter(tmp_path / "cut")[k], _adapter(tmp_path / "full")[k])
         for k in _adapter(tmp_path / "full")
     )
+
+
+def test_a_corrupted_latest_checkpoint_names_the_earlier_one_and_resume_from_it_is_exact(
+    tmp_path, monkeypatch
+):
+    from blob_lora import adapter_io
+    from blob_lora.errors import CheckpointError
+    from blob_lora.run_config import RunConfig
+    from blob_lora.train import Runner
+
+    def config(name):
+        return RunConfig.from_dict(CONFIG | {"output_dir": str(tmp_path / name)})
+
+    Runner(config("full")).train()
+    real = os.replace
+
+    def dies_at_step_6(src, dst):
+        if "step-6" in str(dst):
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(adapter_io.os, "replace", dies_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(config("cut")).train()
+    monkeypatch.setattr(adapter_io.os, "replace", real)
+    latest = tmp_path / "cut" / "checkpoints" / "step-4"
+    weights = latest / "adapter_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-8] ^= 0xFF  # one flipped byte in the adapter weights of the latest checkpoint
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError) as info:
+        Runner(config("cut")).train(resume=True)
+    message = str(info.value)
+    assert "is corrupted" in message and f"delete {latest}" in message
+    assert message.endswith("run with --resume again to continue from step-2")
+    import shutil
+
+    shutil.rmtree(latest)
+    Runner(config("cut")).train(resume=True)
+    full, cut = _adapter(tmp_path / "full"), _adapter(tmp_path / "cut")
+    assert all(torch.equal(cut[k], full[k]) for k in full)

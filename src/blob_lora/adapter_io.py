@@ -94,7 +94,7 @@ def verify_sha256(path: Path, expected: dict[str, str] | None) -> None:
     if want is not None and path.is_file() and file_sha256(path) != want:
         raise CheckpointError(
             f"{path} is corrupted: its sha256 differs from the one recorded when it was saved; "
-            "restore it or use another checkpoint"
+            "restore it from a copy"
         )
 
 

@@ -8,7 +8,14 @@ from pathlib import Path
 import accelerate.utils
 import torch
 
-from .adapter_io import CONFIG_FILE, WEIGHTS_FILE, load_adapter_weights
+from .adapter_io import (
+    CONFIG_FILE,
+    SHA256_KEY,
+    WEIGHTS_FILE,
+    load_adapter_weights,
+    read_adapter_config,
+    verify_sha256,
+)
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import CheckpointError
 from .optim import AdapterOptimizer
@@ -42,7 +49,11 @@ class CheckpointMixin:
             shutil.rmtree(old, ignore_errors=True)
 
     def _restore(self, path: Path, optimizer: AdapterOptimizer) -> int:
-        state = load_checkpoint(path)
+        try:
+            state = load_checkpoint(path)
+            verify_sha256(path / WEIGHTS_FILE, read_adapter_config(path).get(SHA256_KEY))
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}; {_fallback(path)}") from err
         try:
             load_adapter_weights(self.setup.model, path)
             optimizer.load_state_dict(state["optimizer"])
@@ -61,3 +72,14 @@ class CheckpointMixin:
         if torch.cuda.is_available() and own["cuda"]:
             torch.cuda.set_rng_state_all(own["cuda"])
         return int(state["step"])
+
+
+def _fallback(bad: Path) -> str:
+    """What to do about a corrupted or incomplete latest checkpoint (two are kept)."""
+    earlier = sorted(
+        (p for p in bad.parent.glob("step-*") if p != bad and p.name[5:].isdigit()),
+        key=lambda p: int(p.name[5:]),
+    )
+    if earlier:
+        return f"delete {bad} and run with --resume again to continue from {earlier[-1].name}"
+    return f"no earlier checkpoint is kept: delete {bad.parent} and train without --resume"
