@@ -9,6 +9,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import kept
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = os.environ | {
     "HF_HUB_OFFLINE": "1",
@@ -45,11 +47,17 @@ def with_settings(cmd: list[str], settings: dict, out: Path) -> list[str]:
     return cmd
 
 
-def run_once(label: str, cmd: list[str], out: Path) -> bool:
-    """Run `cmd` (output to `<out>.log`) unless `out` is finished; False when it failed."""
-    if (out / "results-final.json").is_file():
+def run_once(label: str, cmd: list[str], out: Path, need_adapter: bool = False) -> bool:
+    """Run `cmd` (output to `<out>.log`) unless `out` is finished, here or kept from an
+    earlier session (`need_adapter`: here, because another run starts from its adapter);
+    keep it once finished. False when it failed."""
+    if kept.finished_here(out) or (kept.finished(out) and not need_adapter):
+        kept.where(out)  # keeps a run that finished before it was kept
         return True
     out.parent.mkdir(parents=True, exist_ok=True)
     print(label, flush=True)
     with open(out.parent / f"{out.name}.log", "a") as log:
-        return subprocess.call(cmd, cwd=ROOT, env=ENV, stdout=log, stderr=log) == 0
+        ok = subprocess.call(cmd, cwd=ROOT, env=ENV, stdout=log, stderr=log) == 0
+    if ok and kept.finished_here(out):
+        kept.keep(out)
+    return ok

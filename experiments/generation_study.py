@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kept  # noqa: E402
 from dev_runs import measured_on, run_once, with_settings  # noqa: E402
 
 from blob_lora.config import AdapterConfig  # noqa: E402
@@ -240,11 +241,12 @@ def sample_dir(size: Size, method: str) -> Path:
 
 
 def finished(out: Path) -> bool:
-    return (out / "results-final.json").is_file()
+    """Finished here or kept from an earlier session (experiments/kept.py)."""
+    return kept.finished(out)
 
 
 def final_rows(out: Path) -> list[dict[str, Any]]:
-    return json.loads((out / "results-final.json").read_text()) if finished(out) else []
+    return json.loads((kept.where(out) / "results-final.json").read_text()) if finished(out) else []
 
 
 def command(size: Size, settings: dict[str, Any], out: Path) -> list[str]:
@@ -429,6 +431,17 @@ def schedule(todo: list[Job], table: dict[str, Job], slots: int) -> int:
     """Run the jobs, up to `slots` at a time, each when its dependencies have finished;
     returns the number that failed or could not start."""
     pending = [j for j in todo if not finished(j.out)]
+    # sampling runs start from a trained run's adapter (init_from): a run kept from an
+    # earlier session without its adapter is trained again first
+    adapter_deps = {d for j in pending if j.part == "sampling" for d in j.deps}
+    adapter_deps = {d for d in adapter_deps if table[d].part != "sampling"}
+    again = [table[d] for d in adapter_deps if not kept.finished_here(table[d].out)]
+    pending = [j for j in todo if j in again or j in pending]
+
+    def ready(dep: str) -> bool:
+        out = table[dep].out
+        return kept.finished_here(out) or (dep not in adapter_deps and finished(out))
+
     failed: set[str] = set()
     with ThreadPoolExecutor(max_workers=slots) as pool:
         running: dict[Any, Job] = {}
@@ -443,7 +456,7 @@ def schedule(todo: list[Job], table: dict[str, Job], slots: int) -> int:
                         f"skip {job.name}: {', '.join(d for d in job.deps if d in failed)} failed"
                     )
                     continue
-                if all(finished(table[d].out) for d in job.deps):
+                if all(ready(d) for d in job.deps):
                     pending.remove(job)
                     try:
                         cmd = job.make()
@@ -451,7 +464,8 @@ def schedule(todo: list[Job], table: dict[str, Job], slots: int) -> int:
                         print(f"skip {job.name}: {err}", flush=True)
                         failed.add(job.name)
                         continue
-                    running[pool.submit(run_once, job.name, cmd, job.out)] = job
+                    need = job.name in adapter_deps
+                    running[pool.submit(run_once, job.name, cmd, job.out, need)] = job
             if not running:
                 for job in pending:
                     print(f"skip {job.name}: its dependencies did not finish", flush=True)
@@ -478,7 +492,7 @@ def budget(size: Size) -> dict[str, Any]:
     if not finished(out):
         raise RuntimeError(f"the budget scan {out} has not finished")
     points = []
-    log = out / "eval_log.jsonl"
+    log = kept.where(out) / "eval_log.jsonl"
     if log.is_file():
         points += [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
     last = final_rows(out)[0]
@@ -734,7 +748,8 @@ def _sensitivity(size: Size) -> list[str]:
         for scale in size.scales:
             out = cell_dir(size, beta, scale)
             for r in final_rows(out)[:1]:
-                log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+                metrics = kept.where(out) / "metrics.jsonl"
+                log = [json.loads(x) for x in metrics.read_text().splitlines()]
                 curves[(beta, scale)] = (log, state(r))
                 last = log[-1]
                 cells.append(
@@ -807,7 +822,7 @@ def _sampling(size: Size) -> tuple[list[str], list[dict[str, Any]]]:
         for r in final_rows(out):
             rows.append(_row(r | _temperature(out, method), "sampling", eval_set))
         label = f"dialogsum-test{size.sample_dialogues}"
-        path = out / "predictions" / f"final-{label}-N{size.samples}.jsonl"
+        path = kept.where(out) / "predictions" / f"final-{label}-N{size.samples}.jsonl"
         if path.is_file():
             per[method] = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     md += [
@@ -832,7 +847,7 @@ def _sampling(size: Size) -> tuple[list[str], list[dict[str, Any]]]:
     if per:
         greedy = {}
         for method in per:
-            n0 = train_dir(size, method, size.seeds[0]) / "predictions"
+            n0 = kept.where(train_dir(size, method, size.seeds[0])) / "predictions"
             path = n0 / f"final-dialogsum-test{size.test_dialogues}-N0.jsonl"
             if path.is_file():
                 items = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
@@ -846,7 +861,7 @@ def _sampling(size: Size) -> tuple[list[str], list[dict[str, Any]]]:
 def _temperature(out: Path, method: str) -> dict[str, Any]:
     if method != "mle":
         return {}
-    cfg = json.loads((out / "run_config.json").read_text())
+    cfg = json.loads((kept.where(out) / "run_config.json").read_text())
     return {"gen_temperature": cfg["gen_temperature"], "gen_top_p": cfg["gen_top_p"]}
 
 

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kept  # noqa: E402
 import regime_scan  # noqa: E402
 from dev_runs import measured_on, run_once, with_settings  # noqa: E402
 
@@ -106,7 +107,7 @@ def share_weights(name: str) -> bool:
     source, what = SHARED_WEIGHTS.get(name, (None, None))
     if source is None:
         return True
-    if not (out_dir(source) / "results-final.json").is_file():
+    if not kept.finished_here(out_dir(source)):
         print(f"skip {name}: {source} has not finished", flush=True)
         return False
     if what == "members":
@@ -125,11 +126,26 @@ def copy_adapter(src: Path, dst: Path) -> None:
     tmp.rename(dst)
 
 
+def adapter_sources(name: str) -> list[tuple[str, list[str], Path]]:
+    """The runs whose adapters `name` starts from: the regime scan's MLE run (post-hoc
+    pairs, ensemble member 0) or the run whose weights a prediction-only variant shares."""
+    settings = VARIANTS[name][2]
+    if settings.get("init_from") == MLE["init_from"] or name == "ens-probs":
+        lr = next(iter(regime_scan.SCANS[TASK]))
+        return [("scan", regime_scan.command(TASK, lr), out_dir("head-lora"))]
+    source = SHARED_WEIGHTS.get(name, (None, None))[0]
+    return [(source, command(source), out_dir(source))] if source else []
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     failed = 0
     for name in VARIANTS:
         if (args.only and name not in args.only) or name in REUSE:
             continue
+        if kept.finished(out_dir(name)):
+            continue
+        for label, cmd, out in adapter_sources(name):  # kept without its adapter: again
+            failed += not run_once(f"{label} (adapter for {name})", cmd, out, need_adapter=True)
         if not share_weights(name):
             failed += 1
             continue
@@ -140,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     rows = []
     for name, (point, side, _) in VARIANTS.items():
-        final = out_dir(name) / "results-final.json"
+        final = kept.where(out_dir(name)) / "results-final.json"
         if final.is_file():
             rows += [
                 {"variant": name, "point": point, "side": side, **r}

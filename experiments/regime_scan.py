@@ -22,6 +22,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import kept
 from dev_runs import measured_on, run_once, with_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +133,7 @@ def _n_train(task: str) -> int:
 
 
 def curve(task: str, lr: float) -> list[dict]:
-    out = scan_dir(task, lr)
+    out = kept.where(scan_dir(task, lr))
     rows = []
     log = out / "eval_log.jsonl"
     if log.is_file():

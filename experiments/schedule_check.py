@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kept  # noqa: E402
 import regime_scan  # noqa: E402
 from dev_runs import measured_on, run_once, with_settings  # noqa: E402
 
@@ -72,12 +73,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     rows = []
     for task in TASKS:
         lr = next(iter(regime_scan.SCANS[task]))
-        mle = regime_scan.scan_dir(task, lr) / "results-final.json"
+        mle = kept.where(regime_scan.scan_dir(task, lr)) / "results-final.json"
         if mle.is_file():
             r = json.loads(mle.read_text())[0]
             rows.append({"task": task, "candidate": "mle", **r})
         for cand in CANDIDATES:
-            final = out_dir(task, cand) / "results-final.json"
+            final = kept.where(out_dir(task, cand)) / "results-final.json"
             if final.is_file():
                 rows += [
                     {"task": task, "candidate": cand, **r} for r in json.loads(final.read_text())

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kept  # noqa: E402
 import regime_scan  # noqa: E402
 from dev_runs import run_once, with_settings  # noqa: E402
 
@@ -81,6 +82,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     rows, curves = [], {}
     cells = [(b, s, out_dir(b, s)) for b in BETAS for s in SCALES] + REFERENCE
     for beta, scale, out in cells:
+        out = kept.where(out)
         final = out / "results-final.json"
         if not final.is_file():
             continue
@@ -93,7 +95,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             elif r["sigma_mean"] < FORMED_FACTOR * sigma0:
                 state = "not formed"
             rows.append({"beta": beta, "clock_scale": scale, "state": state, **r})
-    mle = regime_scan.scan_dir(TASK, next(iter(regime_scan.SCANS[TASK]))) / "results-final.json"
+    mle = kept.where(regime_scan.scan_dir(TASK, next(iter(regime_scan.SCANS[TASK]))))
+    mle = mle / "results-final.json"
     mle_rows = json.loads(mle.read_text()) if mle.is_file() else []
     lines = [
         "| beta | clock | N | ACC % | ECE % | NLL | mean sigma | median sigma/abs(mu) | posterior |",

@@ -1,0 +1,68 @@
+"""Dev-split runs kept in the repository: what is copied, and when a run is trained again."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
+import dev_runs  # noqa: E402
+import kept  # noqa: E402
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    monkeypatch.setattr(kept, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(kept, "KEPT", tmp_path / "kept")
+    return tmp_path
+
+
+def _finished_run(out: Path, steps: int = 1000) -> None:
+    (out / "predictions").mkdir(parents=True)
+    (out / "adapter").mkdir()
+    (out / "adapter" / "adapter_model.safetensors").write_bytes(b"x" * 100)
+    (out / "results-final.json").write_text('[{"acc": 80.0}]')
+    (out / "metrics.jsonl").write_text("".join(f'{{"step": {i}}}\n' for i in range(1, steps + 1)))
+    (out / "predictions" / "final-x-N5.jsonl").write_text('{"text": "a"}\n')
+    (out / "predictions" / "final-x-N5.safetensors").write_bytes(b"big")
+
+
+def test_keep_copies_the_report_files_thins_the_log_and_leaves_adapters(dirs):
+    out = dirs / "runs" / "study" / "a"
+    _finished_run(out)
+    assert kept.where(out) == out  # finished here: read here, and kept on the way
+    copy = dirs / "kept" / "study" / "a"
+    assert json.loads((copy / "results-final.json").read_text()) == [{"acc": 80.0}]
+    steps = [json.loads(x)["step"] for x in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert len(steps) == kept.MAX_LINES and steps[0] == 1 and steps[-1] == 1000
+    assert steps == sorted(set(steps))
+    assert (copy / "predictions" / "final-x-N5.jsonl").is_file()
+    assert not (copy / "predictions" / "final-x-N5.safetensors").exists()
+    assert not (copy / "adapter").exists()
+    import shutil
+
+    shutil.rmtree(dirs / "runs")  # a new session
+    assert kept.finished(out) and not kept.finished_here(out) and kept.where(out) == copy
+
+
+def test_run_once_skips_a_kept_run_unless_its_adapter_is_needed(dirs, monkeypatch):
+    monkeypatch.setattr(dev_runs, "ROOT", dirs)
+    out = dirs / "runs" / "study" / "b"
+    (dirs / "kept" / "study" / "b").mkdir(parents=True)
+    (dirs / "kept" / "study" / "b" / "results-final.json").write_text("[]")
+    fails = [sys.executable, "-c", "raise SystemExit(1)"]
+    assert dev_runs.run_once("b", fails, out)  # kept: not run again
+    trains = [sys.executable, "-c", f"import pathlib; p = pathlib.Path({str(out)!r}); "
+              "p.mkdir(parents=True, exist_ok=True); "
+              "(p / 'results-final.json').write_text('[{\"acc\": 1}]')"]  # fmt: skip
+    assert dev_runs.run_once("b", trains, out, need_adapter=True)
+    assert kept.finished_here(out)
+    assert (dirs / "kept" / "study" / "b" / "results-final.json").read_text() == '[{"acc": 1}]'
+
+
+def test_a_run_outside_runs_is_never_kept(dirs):
+    out = dirs / "elsewhere" / "c"
+    _finished_run(out, steps=3)
+    assert kept.kept_dir(out) is None and kept.where(out) == out
+    assert not (dirs / "kept").exists()
