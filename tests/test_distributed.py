@@ -138,3 +138,16 @@ def test_two_process_blob_has_one_noise_stream_per_process_and_resumes_exactly(t
     proc = _run([*one, "--output-dir", str(tmp_path / "resumed")], tmp_path, ok=False)
     assert proc.returncode != 0
     assert "written by 2 process(es), this run has 1" in proc.stderr.strip().splitlines()[-1]
+
+    # evaluation with weight samples: the same numbers from two processes as from one
+    # (batches are formed for all examples and each draws from its own seed)
+    evaluate = ["eval", str(tmp_path / "full"), "--samples", "0", "10"]
+    _run([sys.executable, "-m", "blob_lora.cli", *evaluate, "--tag", "one"], tmp_path)
+    _run([*_launch(2), *evaluate, "--tag", "two"], tmp_path)
+    one = json.loads((tmp_path / "full" / "results-one.json").read_text())
+    two = json.loads((tmp_path / "full" / "results-two.json").read_text())
+    assert [r["n_samples"] for r in one] == [r["n_samples"] for r in two] == [0, 10]
+    for a, b in zip(one, two, strict=True):
+        assert a["n_examples"] == b["n_examples"] == 11
+        for key in ("acc", "ece", "nll", "brier"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), (a["n_samples"], key)

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from .atomic import atomic_path
 from .posterior_stats import SAME_PROBS_TOL, sigma_stats
 from .run_files import RunDir, _write_json, dataset_label, ood_split
+from .shards import batch_seed, global_batches, my_batches
 
 
 class EvalMixin:
@@ -95,26 +96,28 @@ class EvalMixin:
         self, examples: list, n_samples: int, desc: str = "eval"
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(probs, labels, mutual information) for every example, sharded over processes
-        and gathered back in order, none dropped."""
+        and gathered back in order, none dropped. Batch k draws its noise (weight samples,
+        dropout masks) from its own seed: the numbers depend on the seed and the examples,
+        not on the number of processes, and training's random stream is left as it was."""
         acc, setup = self.acc, self.setup
         from .data import text_size
 
-        mine = list(range(acc.process_index, len(examples), acc.num_processes))
-        mine.sort(key=lambda j: text_size(examples[j]))  # similar lengths: less padding
+        batches = global_batches([text_size(e) for e in examples], self.cfg.eval_batch_size)
+        share = my_batches(batches, acc.process_index, acc.num_processes)
         out: list[tuple[int, list[float], int, float]] = []
-        bs = self.cfg.eval_batch_size
+        devices = [acc.device] if acc.device.type == "cuda" else []
         bar = tqdm(
-            total=len(mine),
+            total=sum(len(idx) for _, idx in share),
             desc=f"{desc} N={n_samples}",
             unit="ex",
             disable=not acc.is_main_process,
             dynamic_ncols=True,
             leave=False,
         )
-        for i in range(0, len(mine), bs):
-            idx = mine[i : i + bs]
+        for k, idx in share:
             batch = self._to_device(setup.task.collate([examples[j] for j in idx]))
-            with self.autocast():
+            with torch.random.fork_rng(devices=devices), self.autocast():
+                torch.manual_seed(batch_seed(self.cfg.seed, k))
                 probs, samples = setup.method.predict(
                     setup.model,
                     lambda b=batch: setup.task.class_logits(setup.model.model, b).float(),

@@ -21,6 +21,7 @@ import torch
 from .atomic import write_text_atomic
 from .posterior_stats import sigma_stats
 from .run_files import RunDir, _write_json, dataset_label
+from .shards import batch_seed, global_batches, my_batches
 
 
 class GenerationEvalMixin:
@@ -131,23 +132,25 @@ class GenerationEvalMixin:
         self, examples: list, samples: list[int], settings: Any, label: str
     ) -> dict[int, tuple[list, list | None]]:
         """{n: (outputs per input, disagreement per input or None)}, gathered over
-        processes in the examples' order (each process generates its share)."""
-        from .generation.predict import generate_outputs
+        processes in the examples' order (each process generates its share of the batches,
+        seeded per batch: the outputs do not depend on the number of processes)."""
+        from .generation.predict import generate_outputs, plan_batches
 
         acc, setup = self.acc, self.setup
-        mine = list(range(acc.process_index, len(examples), acc.num_processes))
-        shard = [examples[i] for i in mine]
         out: dict[int, tuple[list, list | None]] = {}
         for n in samples:
+            batches = plan_batches(examples, n, settings)
+            share = my_batches(batches, acc.process_index, acc.num_processes)
             with self.autocast():
                 res = generate_outputs(
-                    setup.model, setup.tokenizer, setup.task.prompts, shard, n, self.cfg.seed,
+                    setup.model, setup.tokenizer, setup.task.prompts, examples, n, self.cfg.seed,
                     settings, with_mean=n == 0, progress=acc.is_main_process,
-                    desc=f"generate {label} N={n}",
+                    desc=f"generate {label} N={n}", batches=share,
                 )  # fmt: skip
             texts = res.mean if n == 0 else res.samples
-            disagreement = res.disagreement or [None] * len(shard)
-            items = list(zip(mine, texts, disagreement, strict=True))
+            disagreement = res.disagreement or [None] * len(examples)
+            mine = sorted(i for _, idx in share for i in idx)
+            items = [(i, texts[i], disagreement[i]) for i in mine]
             if acc.num_processes > 1:
                 from accelerate.utils import gather_object
 
@@ -164,15 +167,13 @@ class GenerationEvalMixin:
 
         acc = self.acc
         pairs = reference_pairs(examples)
-        mine = sorted(range(acc.process_index, len(pairs), acc.num_processes),
-                      key=lambda j: text_size(pairs[j]))  # fmt: skip
+        batches = global_batches([text_size(p) for p in pairs], self.cfg.eval_batch_size)
         total = torch.zeros(2, dtype=torch.float64)  # (sum of log p, target tokens)
-        bs = self.cfg.eval_batch_size
         devices = [acc.device] if acc.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # seeded draws; training's RNG untouched
-            torch.manual_seed(self.cfg.seed + 1_000_003 * acc.process_index)
-            for i in range(0, len(mine), bs):
-                total += self._batch_logprob([pairs[j] for j in mine[i : i + bs]], n_samples)
+            for k, idx in my_batches(batches, acc.process_index, acc.num_processes):
+                torch.manual_seed(batch_seed(self.cfg.seed, k))
+                total += self._batch_logprob([pairs[j] for j in idx], n_samples)
         if acc.num_processes > 1:
             total = acc.reduce(total.to(acc.device), reduction="sum").cpu()
         return float(-total[0] / total[1].clamp_min(1))

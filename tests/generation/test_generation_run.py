@@ -188,3 +188,29 @@ def test_blob_report_tables_and_plots_generation_results(gemma_run, bart_run, tm
     assert ("BERTScore F1" in text) == HAS_MINILM and "not comparable" in text
     plot = table.with_suffix(".png")
     assert plot.read_bytes()[:4] == b"\x89PNG" and "plot written to" in capsys.readouterr().out
+
+
+def test_two_processes_evaluate_a_generation_run_as_one_does(gemma_run):
+    """`accelerate launch` with 2 CPU processes (gloo): each process generates for its share
+    of the inputs and the gathered outputs are those of one process, in input order."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    launcher = Path(sys.executable).with_name("accelerate")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    assert main(["eval", str(gemma_run), "--tag", "one"]) == 0
+    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "blob_lora.cli",
+           "eval", str(gemma_run), "--tag", "two"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one = json.loads((gemma_run / "results-one.json").read_text())
+    two = json.loads((gemma_run / "results-two.json").read_text())
+    for a, b in zip(one, two, strict=True):
+        assert a["n_examples"] == b["n_examples"] == 6
+        assert {k: a[k] for k in KEYS} == pytest.approx({k: b[k] for k in KEYS}, nan_ok=True)
+    for n in (0, 3):
+        got = _jsonl(gemma_run / "predictions" / f"two-toy-N{n}.jsonl")
+        assert got == _jsonl(gemma_run / "predictions" / f"one-toy-N{n}.jsonl")

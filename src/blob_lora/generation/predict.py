@@ -6,7 +6,7 @@ greedy decoding, `decode.sample_outputs`) or by the decoding (``"decoding"``: te
 top-p sampling with the weights fixed at the posterior mean, `decode.decoding_noise_outputs`,
 the LoRA baseline). Inputs are batched in order of prompt length (less padding), and batch
 k is seeded with ``batch_seed(seed, k)``: the same seed, inputs and settings give the same
-outputs. Nothing here reads a run config.
+outputs, also when processes share the batches (`shards`). Nothing here reads a run config.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..data.examples import GenerationExample
 from ..errors import ConfigError
+from ..shards import batch_seed, global_batches
 from .decode import decoding_noise_outputs, mean_output, sample_outputs
 from .metrics import pairwise_disagreement, rouge_scorer
 
@@ -59,8 +60,12 @@ class Outputs:
     disagreement: list[float] | None
 
 
-def batch_seed(seed: int, k: int) -> int:
-    return seed * 1_000_003 + k
+def plan_batches(
+    examples: Sequence[GenerationExample], n_samples: int, settings: DecodeSettings
+) -> list[list[int]]:
+    """The batches of all inputs (``batch_size // S`` inputs a call, shortest first)."""
+    per_call = max(1, settings.batch_size // max(n_samples, 1))
+    return global_batches([len(e.prompt) for e in examples], per_call)
 
 
 def generate_outputs(
@@ -75,11 +80,14 @@ def generate_outputs(
     with_mean: bool = True,
     progress: bool = True,
     desc: str = "generate",
+    batches: Sequence[tuple[int, list[int]]] | None = None,
 ) -> Outputs:
     """The N=0 output (``with_mean``) and ``n_samples`` samples of every example.
 
     ``prompts(examples)`` builds a prompt batch (`GenerationTask.prompts`); the model is a
     BlobModel (weight sampling needs Bayesian adapters) or a plain model (decoding noise).
+    ``batches``: (k, indices) of the `plan_batches` batches to run (a process's share);
+    inputs outside them get None. Default: all of them.
     """
     if n_samples < 0 or n_samples == 1:
         raise ConfigError(
@@ -87,18 +95,17 @@ def generate_outputs(
         )
     if not examples:
         raise ConfigError("no inputs to generate from")
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt))
-    per_call = max(1, settings.batch_size // max(n_samples, 1))
+    if batches is None:
+        batches = list(enumerate(plan_batches(examples, n_samples, settings)))
     mean: list[str | None] = [None] * len(examples)
     samples: list[list[str] | None] = [None] * len(examples)
     scorer = rouge_scorer(["rougeL"]) if n_samples >= 2 else None
     bar = tqdm(
-        total=len(examples), desc=desc, unit="input", disable=not progress,
+        total=sum(len(idx) for _, idx in batches), desc=desc, unit="input", disable=not progress,
         dynamic_ncols=True, leave=False,
     )  # fmt: skip
     try:
-        for k, lo in enumerate(range(0, len(order), per_call)):
-            idx = order[lo : lo + per_call]
+        for k, idx in batches:
             batch = prompts([examples[i] for i in idx])
             if with_mean:
                 texts = mean_output(
@@ -114,7 +121,9 @@ def generate_outputs(
     finally:
         bar.close()
     disagreement = (
-        [pairwise_disagreement(s, scorer) for s in samples] if scorer is not None else None
+        [None if s is None else pairwise_disagreement(s, scorer) for s in samples]
+        if scorer is not None
+        else None
     )
     return Outputs(
         mean if with_mean else None,  # type: ignore[arg-type]
