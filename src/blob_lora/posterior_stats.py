@@ -29,10 +29,12 @@ def sigma_stats(model: BlobModel, per_layer: bool = False) -> dict[str, Any] | N
     layers = model.bayesian_layers()
     if not layers:
         return None
+    from .sharding import full
+
     sigmas, ratios, rows = [], [], {}
-    for name, layer in layers.items():
-        std = layer.std_A.detach().float().flatten().cpu()
-        ratio = std / layer.lora_A.detach().float().flatten().cpu().abs().clamp_min(1e-12)
+    for name, layer in layers.items():  # whole tensors under sharding (all processes call)
+        std = full(layer.std_A.detach()).float().flatten().cpu()
+        ratio = std / full(layer.lora_A.detach()).float().flatten().cpu().abs().clamp_min(1e-12)
         sigmas.append(std)
         ratios.append(ratio)
         if per_layer:

@@ -32,17 +32,19 @@ class CheckpointMixin:
         rng = [own]
         if self.acc.num_processes > 1:  # every process's streams, so a resume continues each
             rng = accelerate.utils.gather_object(rng)
+        blob = self.setup.model
+        # gathered on every process (collectives under sharding=fsdp), written by one
+        optimizer_state, adapter_state = optimizer.state_dict(), blob.adapter_state_dict()
         if not self.acc.is_main_process:
             return
-        state = {"step": step, "optimizer": optimizer.state_dict(), "rng": rng}
-        blob = self.setup.model
+        state = {"step": step, "optimizer": optimizer_state, "rng": rng}
         adapter = {
             CONFIG_FILE: {
                 "format": "blob-lora-adapter",
                 "version": 1,
                 "config": blob.adapter_config.to_dict(),
             },
-            WEIGHTS_FILE: blob.adapter_state_dict(),
+            WEIGHTS_FILE: adapter_state,
         }
         save_checkpoint(ckpt_dir / f"step-{step}", state, files=adapter)
         for old in sorted(ckpt_dir.glob("step-*"), key=lambda p: int(p.name[5:]))[:-2]:

@@ -34,6 +34,17 @@ CHOICES = {
     "kl_schedule": (None, *KL_KINDS),
     "precision": PRECISIONS,
     "quantization": QUANTIZATIONS,
+    "sharding": ("none", "fsdp"),
+}
+GENERATE_NOT_SHARDED = (
+    "sharding=fsdp does not support generation tasks (the processes would stop decoding at "
+    "different steps); use sharding=none"
+)
+# what a sharded (FSDP) run cannot do yet, and why: {method or feature: reason}
+NOT_SHARDED = {
+    "la": "its Kronecker factors are gathered from hooks on whole layers",
+    "tfb": "its variance search evaluates the anchor set on one process",
+    "ens": "its members are trained one after another in one process",
 }
 # (lowest, highest allowed, whether the lowest itself is allowed)
 RANGES = {
@@ -161,6 +172,14 @@ class RunConfig:
             'bitsandbytes (pip install "blob-lora[quantized]"); adapters, noise, KL stay fp32'
         },
     )
+    sharding: str = field(
+        default="none",
+        metadata={
+            "help": "none | fsdp: under `accelerate launch`, shard the base and the adapters "
+            "over the processes with torch FSDP2 (a model larger than one GPU); only the "
+            "adapter is saved"
+        },
+    )
     train_limit: int | None = field(default=None, metadata={"help": "train on a seeded subset"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on a seeded subset"})
     eval_every: int = field(default=0, metadata={"help": "N=0 eval every k steps"})
@@ -226,6 +245,8 @@ class RunConfig:
                 f"quantization={self.quantization} needs bitsandbytes, which is not installed: "
                 'pip install "blob-lora[quantized]"'
             )
+        if self.sharding == "fsdp":
+            _check_shardable(self)
         if self.gen_top_p > 1:
             raise ConfigError(f"gen_top_p must be in (0, 1], got {self.gen_top_p!r}")
         if any(n < 0 for n in self.eval_samples or []):
@@ -387,3 +408,19 @@ def load_run_config(path: str | None, overrides: list[str] | None = None) -> Run
             raise ConfigError(f"override {item!r} has no value; write {key.strip()}=<value>")
         target[leaf] = parse_value(value, key.strip())
     return RunConfig.from_dict(data)
+
+
+def _check_shardable(cfg: RunConfig) -> None:
+    """sharding=fsdp covers training and classification / multiple-choice evaluation."""
+    if cfg.method in NOT_SHARDED:
+        raise ConfigError(
+            f"sharding=fsdp does not support method {cfg.method!r} ({NOT_SHARDED[cfg.method]}); "
+            "use sharding=none (DDP under accelerate launch) for it"
+        )
+    if cfg.task == "generate":
+        raise ConfigError(GENERATE_NOT_SHARDED)
+    if cfg.quantization != "none":
+        raise ConfigError(
+            "sharding=fsdp with a quantized base is not supported (bitsandbytes' packed "
+            "weights cannot be sharded); use one of them"
+        )

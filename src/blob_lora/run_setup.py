@@ -20,7 +20,7 @@ from .kl_plan import AUTHORS, KLPlan, init_sigma_mean, plan_authors, plan_budget
 from .kl_schedule import KLSchedule
 from .methods import get_method
 from .quantization import bnb_config
-from .run_config import RunConfig
+from .run_config import GENERATE_NOT_SHARDED, RunConfig
 from .run_files import (
     RunDir,
     _as_saved,
@@ -183,6 +183,8 @@ def check_compatible(cfg: RunConfig, kind: str) -> None:
                 f"dataset {dataset_label(name)!r} holds {holds} and the task is {kind}: {fix}"
             )
     if kind == "generate":
+        if cfg.sharding == "fsdp":
+            raise ConfigError(GENERATE_NOT_SHARDED)
         check_generation(cfg, model_family(cfg.model))
     if kind == "choice" and model_family(cfg.model) == "encoder":
         raise ConfigError(
@@ -327,14 +329,14 @@ class SetupMixin:
 
     def check_resumable(self, saved: Path) -> None:
         """--resume continues the same run: the config it was started with (output_dir
-        aside: a moved run resumes), read through RunConfig so keys added since take their
-        defaults."""
+        aside: a moved run resumes; sharding aside: checkpoints hold whole tensors either
+        way), read through RunConfig so keys added since take their defaults."""
         previous = _as_saved(RunConfig.from_dict(json.loads(saved.read_text())))
         current = _as_saved(self.cfg)
         changed = sorted(
             k
             for k in set(previous) | set(current)
-            if k != "output_dir" and previous.get(k) != current.get(k)
+            if k not in ("output_dir", "sharding") and previous.get(k) != current.get(k)
         )
         if changed:
             raise ConfigError(

@@ -17,9 +17,21 @@ def global_batches(sizes: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def my_batches(batches: Sequence[list[int]], rank: int, world: int) -> list[tuple[int, list[int]]]:
-    """(k, indices) of the batches process `rank` of `world` runs: every world-th one."""
-    return [(k, batch) for k, batch in enumerate(batches) if k % world == rank]
+def my_batches(
+    batches: Sequence[list[int]], rank: int, world: int, lockstep: bool = False
+) -> list[tuple[int | None, list[int]]]:
+    """(k, indices) of the batches process `rank` of `world` runs: every world-th one.
+
+    `lockstep` (a sharded model, whose every forward pass is a collective): every process
+    runs the same number of batches, the short ones padding with (None, batch 0), a pass
+    whose outputs the caller drops."""
+    mine: list[tuple[int | None, list[int]]] = [
+        (k, batch) for k, batch in enumerate(batches) if k % world == rank
+    ]
+    if lockstep and batches:
+        rounds = -(-len(batches) // world)
+        mine += [(None, batches[0])] * (rounds - len(mine))
+    return mine
 
 
 def batch_seed(seed: int, k: int) -> int:

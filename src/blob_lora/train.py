@@ -176,12 +176,15 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
         setup.method.train_adapters(setup.model, train_part, cfg.seed)
         with self.autocast():  # Laplace turns it off for its fit; TFB's search runs in it
             setup.model = setup.method.post_train(setup.model, self.post_train_context())
-        if self.acc.is_main_process and "" in setup.method.parts():  # the run's own adapter
-            save_adapter(
-                setup.model,
-                RunDir(self.out).adapter,
-                extra={"run": cfg.to_dict(), "steps": self.trained_steps},
-            )
+        if "" in setup.method.parts():  # the run's own adapter
+            state = setup.model.adapter_state_dict()  # every process: gathers shards
+            if self.acc.is_main_process:
+                save_adapter(
+                    setup.model,
+                    RunDir(self.out).adapter,
+                    extra={"run": cfg.to_dict(), "steps": self.trained_steps},
+                    state=state,
+                )
         self.acc.wait_for_everyone()
         results = self.evaluate()
         return {"steps": self.trained_steps, "results": results, **self.posterior_health()}
