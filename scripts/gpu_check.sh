@@ -16,6 +16,7 @@
 #   5. precision  bench/precision.py: bf16 vs fp32 training step and N=10 evaluation
 #   6. ddp        2 processes under `accelerate launch --multi_gpu` if 2 GPUs are present
 #                 (dry run: 2 CPU processes over gloo)
+#   7. fsdp       the same with `--set sharding=fsdp` (FSDP2: base and adapters sharded)
 #
 # Needs: PYTHON (default .venv/bin/python) with a CUDA build of torch 2.13 and
 # `pip install -e ".[offline,dev,quantized]"`; the datasets in ../shared/data or $BLOB_LORA_DATA
@@ -113,13 +114,19 @@ step scoring 60 1 "$PY" bench/scoring.py --device "$DEVICE" --rounds "$ROUNDS" \
 step precision 60 1 "$PY" bench/precision.py --device "$DEVICE" --rounds "$ROUNDS" \
   --batch-size "$BATCH" --max-length "$SEQ" --threads "$THREADS" --out "$WORK/precision"
 if [ "$DRY" = 1 ] || [ "$NGPU" -ge 2 ]; then
-  step ddp 120 1 "$PY" -m accelerate.commands.launch --multi_gpu --num_processes 2 \
+  step ddp 60 1 "$PY" -m accelerate.commands.launch --multi_gpu --num_processes 2 \
     --num_machines 1 --main_process_port "$((29500 + RANDOM % 2000))" --mixed_precision no \
     --dynamo_backend no -m blob_lora.cli train \
     "${TRAIN_ARGS[@]}" --output-dir "$WORK/ddp"
+  step fsdp 60 1 "$PY" -m accelerate.commands.launch --multi_gpu --num_processes 2 \
+    --num_machines 1 --main_process_port "$((29500 + RANDOM % 2000))" --mixed_precision no \
+    --dynamo_backend no -m blob_lora.cli train \
+    "${TRAIN_ARGS[@]}" --set sharding=fsdp --output-dir "$WORK/fsdp"
 else
-  printf 'ddp\tskipped\t0\tfewer than 2 GPUs\n' >> "$STEPS_TSV"
-  echo "gpu_check: ddp skipped (fewer than 2 GPUs)"
+  for name in ddp fsdp; do
+    printf '%s\tskipped\t0\tfewer than 2 GPUs\n' "$name" >> "$STEPS_TSV"
+    echo "gpu_check: $name skipped (fewer than 2 GPUs)"
+  done
 fi
 
 "$PY" - "$WORK" "$OUT" "$DRY" <<'EOF'
@@ -164,12 +171,12 @@ if log.is_file():
     if lines:
         counts = {k: int(n) for n, k in re.findall(pattern, lines[-1])}
         steps["tests"].update(summary=lines[-1].strip("= "), **counts)
-for name in ("train", "ddp"):
+for name in ("train", "ddp", "fsdp"):
     results = work / name / "results-final.json"
     if name in steps and results.is_file():
         keep = ("n_samples", "acc", "ece", "nll", "steps", "sigma_mean", "sigma_ratio_median")
         steps[name]["results"] = rows(results, keep)
-        steps[name]["processes"] = 2 if name == "ddp" else 1
+        steps[name]["processes"] = 1 if name == "train" else 2
 keep = ("mode", "step_time_ratio", "peak_memory_ratio", "step_s", "lora_step_s",
         "peak_delta_mb", "batch", "precision", "memory_method")
 for name, file, fields in (

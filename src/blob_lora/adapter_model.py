@@ -73,9 +73,11 @@ class BlobModel(nn.Module):
 
     def kl(self) -> torch.Tensor:
         """Sum of the closed-form KL of every Bayesian factor, in float64."""
+        from .sharding import full
+
         total = torch.zeros((), dtype=torch.float64, device=self.device)
-        for layer in self.adapters().values():
-            total = total + layer.kl()
+        for layer in self.adapters().values():  # sharded layers' KL summed over processes
+            total = total + full(layer.kl())
         return total
 
     @contextlib.contextmanager

@@ -20,7 +20,7 @@ from .errors import BlobLoraError
 from .optim import AdapterOptimizer, OptimConfig, decay_is_lost
 from .posterior_stats import plot_sigma, sigma_stats
 from .run_files import RunDir, _jsonl_to_csv, _tensorboard, _truncate_log, dataset_label
-from .sharding import full, is_sharded, shard_model
+from .sharding import average_replicated_grads, full, is_sharded, shard_model
 from .tasks.base import train_loss, train_outputs
 
 
@@ -57,8 +57,8 @@ class FitMixin:
             blocks = shard_model(blob.model)  # before the optimizer: it holds the shards
             if acc.is_main_process:
                 print(
-                    f"sharding=fsdp: {blocks} blocks and the rest of the model sharded over "
-                    f"{acc.num_processes} process(es)",
+                    f"sharding=fsdp: {blocks} blocks and the body holding them sharded over "
+                    f"{acc.num_processes} process(es); the output head whole on each",
                     flush=True,
                 )
         weight_decay = next(
@@ -148,6 +148,8 @@ class FitMixin:
                 correct += int(stats[1].item())
                 seen += int(stats[2].item())
             weight = schedule.weight(step)
+            if cfg.sharding == "fsdp" and acc.num_processes > 1:
+                average_replicated_grads(blob)  # the head's: FSDP reduces only its shards
             kl = optimizer.step(weight)
             step += 1
             recent = (recent + [correct / max(seen, 1)])[-20:]

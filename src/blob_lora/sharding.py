@@ -1,12 +1,16 @@
 """Sharded training (`sharding=fsdp`): torch's FSDP2 (`fully_shard`) over the processes that
 `accelerate launch` started, for a base model larger than one device.
 
-Every repeated block of the model (its largest ModuleList) and then the whole model is
-sharded, adapters included: outside a forward pass their parameters are DTensors holding
-this process's shard. What needs whole tensors - the logged KL, the sigma statistics, the
-saved adapter and optimizer state - gathers them here, and every process must call those
-functions together (they are collectives). Accelerate's own FSDP plugin is not used: it
-sets FSDP up only for GPU processes, so it could not be tested on CPU.
+Every repeated block of the model (its largest ModuleList) and then the body holding them
+(the root's child: `model.model` of a causal LM, `bert` of an encoder) are sharded,
+adapters included: outside a forward pass their parameters are DTensors holding this
+process's shard. The output head stays whole on every process (the answer-row scoring
+calls the body and the head's rows directly, past any root forward), and its gradients
+are averaged here (`average_replicated_grads`), as DDP would. What needs whole tensors -
+the logged KL, the sigma statistics, the saved adapter and optimizer state - gathers them
+here, and every process must call those functions together (they are collectives).
+Accelerate's own FSDP plugin is not used: it sets FSDP up only for GPU processes, so it
+could not be tested on CPU.
 """
 
 from __future__ import annotations
@@ -39,15 +43,35 @@ def blocks(model: nn.Module) -> nn.ModuleList:
     return max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
 
 
+def body_of(model: nn.Module, layers: nn.ModuleList) -> nn.Module:
+    """The root's child that holds the blocks (the root itself when they hang off it)."""
+    for child in model.children():
+        if child is layers or any(m is layers for m in child.modules()):
+            return child
+    return model
+
+
 def shard_model(model: nn.Module) -> int:
-    """Shard each block, then the rest of `model`; returns the number of blocks."""
+    """Shard each block, then the body holding them; returns the number of blocks."""
     from torch.distributed.fsdp import fully_shard
 
     layers = blocks(model)
     for block in layers:
         fully_shard(block)
-    fully_shard(model)
+    fully_shard(body_of(model, layers))
     return len(layers)
+
+
+def average_replicated_grads(model: nn.Module) -> None:
+    """Average over the processes the gradients of trainable parameters FSDP does not
+    hold (the head's), which each process computed on its own batch."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for p in model.parameters():
+        if p.requires_grad and p.grad is not None and not is_sharded(p):
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
 
 
 def load_into(param: nn.Parameter, value: torch.Tensor) -> None:
