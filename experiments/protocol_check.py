@@ -154,6 +154,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """The pairs' rows: from the runs (here or kept); a variant whose run is in neither
+    (measured before runs were kept) keeps its rows from the committed results file."""
+    committed = RESULTS / "protocol_check.json"
+    earlier = json.loads(committed.read_text()) if committed.is_file() else []
     rows = []
     for name, (point, side, _) in VARIANTS.items():
         final = kept.where(out_dir(name)) / "results-final.json"
@@ -162,6 +166,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 {"variant": name, "point": point, "side": side, **r}
                 for r in json.loads(final.read_text())
             ]
+        else:
+            rows += [r for r in earlier if r["variant"] == name]
     lines = [
         "| point | variant | ours/theirs | N | ACC % | ECE % | NLL |",
         "|---|---|---|---:|---:|---:|---:|",
