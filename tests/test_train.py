@@ -581,3 +581,20 @@ def test_a_setting_the_method_fixes_is_not_silently_replaced(tmp_path, settings,
     with pytest.raises(ConfigError, match=re.escape(message)):
         Runner(_cfg(tmp_path, **settings)).train()
     assert not (tmp_path / "run").exists()
+
+
+def test_a_set_with_another_tasks_labels_gives_predictions_not_accuracy(tmp_path):
+    """AG News (4 classes) evaluated on TREC (6 classes) as the OOD side of a detection
+    AUROC: no ACC/ECE/NLL against labels the model never had, and no crash on label 5;
+    the predictions are kept with label -1 for the AUROC."""
+    from safetensors.torch import load_file
+
+    cfg = _cfg(tmp_path, dataset="ag-news", eval_datasets=["trec"], method="mle",
+               eval_samples=[0], max_steps=2)  # fmt: skip
+    rows = Runner(cfg).train()["results"]
+    own, other = rows
+    assert own["dataset"] == "ag-news" and 0 <= own["acc"] <= 100
+    assert other["dataset"] == "trec" and "acc" not in other and "ece" not in other
+    assert 1 / 4 <= other["mean_max_prob"] <= 1 and other["n_examples"] == 10
+    saved = load_file(str(tmp_path / "run" / "predictions" / "final-trec-N0.safetensors"))
+    assert saved["probs"].shape == (10, 4) and bool((saved["labels"] == -1).all())

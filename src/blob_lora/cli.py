@@ -294,10 +294,11 @@ def _print_rows(rows: list[dict]) -> None:
         return
     print(f"{'dataset':<12} {'method':<8} {'N':>3} {'ACC%':>7} {'ECE%':>7} {'NLL':>7} {'Brier':>7}")
     for r in rows:
-        print(
-            f"{r['dataset']:<12} {r['method']:<8} {r['n_samples']:>3} {r['acc']:>7.2f} "
-            f"{r['ece']:>7.2f} {r['nll']:>7.3f} {r['brier']:>7.3f}"
-        )
+        head = f"{r['dataset']:<12} {r['method']:<8} {r['n_samples']:>3}"
+        if "acc" not in r:  # a set with another task's labels
+            print(f"{head}   predictions only (its labels are another task's)")
+            continue
+        print(f"{head} {r['acc']:>7.2f} {r['ece']:>7.2f} {r['nll']:>7.3f} {r['brier']:>7.3f}")
 
 
 COMMANDS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -61,10 +62,20 @@ class EvalMixin:
             self._same_as_mean = []
         for name in names:
             examples = self.eval_set(name)
+            foreign = name != cfg.dataset and _other_label_space(examples, setup.task)
+            if foreign:  # labels of another task: predictions only (for OOD detection)
+                examples = [dataclasses.replace(e, label=0) for e in examples]
             at_mean = None
             for n in samples:
                 probs, labels, mi = self.predict(examples, n, desc=f"eval {dataset_label(name)}")
                 if not self.acc.is_main_process:
+                    continue
+                if foreign:
+                    labels = torch.full_like(labels, -1)
+                    row = self._foreign_row(name, n, probs, len(labels), bayes)
+                    rows.append(row)
+                    if write:
+                        self._write_eval(name, n, probs, labels, mi, tag, plot=False)
                     continue
                 if n == 0:
                     at_mean = probs
@@ -90,6 +101,28 @@ class EvalMixin:
         if write and self.acc.is_main_process:
             _write_json(RunDir(self.out).results(tag), rows)
         return rows
+
+    def _foreign_row(
+        self, name: str, n: int, probs: torch.Tensor, count: int, bayes: dict | None
+    ) -> dict[str, Any]:
+        """A results row for a set whose labels are another task's: no ACC/ECE/NLL (they
+        would compare with labels the model never had), the predictive's confidence."""
+        cfg = self.cfg
+        p = probs.double()
+        entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
+        return {
+            "model": cfg.model,
+            "dataset": dataset_label(name),
+            "method": cfg.method,
+            "n_samples": n,
+            "seed": cfg.seed,
+            "steps": getattr(self, "trained_steps", cfg.max_steps),
+            "n_examples": count,
+            "labels": "another task's (predictions only, for OOD detection)",
+            "mean_max_prob": float(p.max(-1).values.mean()),
+            "mean_entropy": float(entropy.mean()),
+            **(bayes or {}),
+        }
 
     @torch.no_grad()
     def predict(
@@ -153,6 +186,7 @@ class EvalMixin:
         labels: torch.Tensor,
         mi: torch.Tensor,
         tag: str,
+        plot: bool = True,
     ) -> None:
         """Reliability diagram + the raw predictions (for OOD-detection AUROC later)."""
         from .report.reliability import plot_reliability
@@ -165,12 +199,24 @@ class EvalMixin:
             save_file(
                 {"probs": probs.contiguous(), "labels": labels, "mutual_information": mi}, str(tmp)
             )
+        if not plot:  # no labels to be reliable against
+            return
         plot_reliability(
             probs.numpy(),
             labels.numpy(),
             RunDir(self.out).plots / f"{tag}-{safe}-N{n}.png",
             title=f"{self.cfg.method} on {name}, N={n}",
         )
+
+
+def _other_label_space(examples: list, task: Any) -> bool:
+    """Whether a classification set's labels are not the model's classes (another number
+    of them): its ACC/ECE/NLL would mean nothing, its predictions still serve OOD detection."""
+    classes = getattr(task, "num_classes", None)
+    labels = [getattr(e, "label", None) for e in examples]
+    if classes is None or any(label is None for label in labels) or not labels:
+        return False
+    return max(labels) + 1 != classes
 
 
 def _mutual_information(samples: torch.Tensor) -> torch.Tensor:
