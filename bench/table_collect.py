@@ -29,7 +29,7 @@ def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
             for method in METHODS:
                 for seed in SEEDS:
                     run = Run(tier, task_key, method, seed)
-                    if run.trained:
+                    if run.trained and _newer_than_record(run):
                         record_run(run)
                     elif map_is_mle(run) and not run.record.is_file():
                         relabel_mle_as_map(run)
@@ -38,6 +38,14 @@ def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
                         rows += record["rows"]
                         detection += record["detection"]
     return rows, detection
+
+
+def _newer_than_record(run: Run) -> bool:
+    """Whether the run's results in runs/ are newer than its record (a record, once
+    written, is the run's result; a run trained again rewrites it)."""
+    if not run.record.is_file():
+        return True
+    return RunDir(run.out).results("final").stat().st_mtime > run.record.stat().st_mtime
 
 
 def record_run(run: Run) -> None:

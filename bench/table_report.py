@@ -95,9 +95,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         "nll",
         "brier",
     )
-    optional = ("majority_acc", "sigma_mean", "sigma_ratio_median")  # newer runs carry them
+    # newer runs carry them; a set with another task's labels has predictions only
+    optional = ("majority_acc", "sigma_mean", "sigma_ratio_median", "labels", "mean_max_prob",
+                "mean_entropy")  # fmt: skip
     table_rows = [
-        {k: r[k] for k in keep}
+        {k: r[k] for k in keep if k in r}
         | {k: r[k] for k in optional if k in r}
         | {"tier": r["tier"], "trained_on": r["trained_on"]}
         | {k: r.get(k, meta[k]) for k in meta}  # where and when the run was recorded
