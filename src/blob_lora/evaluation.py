@@ -84,13 +84,7 @@ class EvalMixin:
                         self._same_as_mean.append(n)
                 metrics = classification_metrics(probs.numpy(), labels.numpy())
                 row = {
-                    "model": cfg.model,
-                    "dataset": dataset_label(name),
-                    "method": cfg.method,
-                    "n_samples": n,
-                    "seed": cfg.seed,
-                    "steps": getattr(self, "trained_steps", cfg.max_steps),
-                    "n_examples": len(labels),
+                    **self.row_head(name, n, len(labels)),
                     **{k: float(v) for k, v in metrics.items()},
                     "majority_acc": 100.0 * float(torch.bincount(labels).max()) / len(labels),
                     **(bayes or {}),
@@ -102,14 +96,9 @@ class EvalMixin:
             _write_json(RunDir(self.out).results(tag), rows)
         return rows
 
-    def _foreign_row(
-        self, name: str, n: int, probs: torch.Tensor, count: int, bayes: dict | None
-    ) -> dict[str, Any]:
-        """A results row for a set whose labels are another task's: no ACC/ECE/NLL (they
-        would compare with labels the model never had), the predictive's confidence."""
+    def row_head(self, name: str, n: int, count: int) -> dict[str, Any]:
+        """The columns every results row starts with: what was run and evaluated on what."""
         cfg = self.cfg
-        p = probs.double()
-        entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
         return {
             "model": cfg.model,
             "dataset": dataset_label(name),
@@ -118,6 +107,17 @@ class EvalMixin:
             "seed": cfg.seed,
             "steps": getattr(self, "trained_steps", cfg.max_steps),
             "n_examples": count,
+        }
+
+    def _foreign_row(
+        self, name: str, n: int, probs: torch.Tensor, count: int, bayes: dict | None
+    ) -> dict[str, Any]:
+        """A results row for a set whose labels are another task's: no ACC/ECE/NLL (they
+        would compare with labels the model never had), the predictive's confidence."""
+        p = probs.double()
+        entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
+        return {
+            **self.row_head(name, n, count),
             "labels": "another task's (predictions only, for OOD detection)",
             "mean_max_prob": float(p.max(-1).values.mean()),
             "mean_entropy": float(entropy.mean()),

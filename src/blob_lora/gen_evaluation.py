@@ -93,13 +93,7 @@ class GenerationEvalMixin:
             for n in samples:
                 row, per_input = self._metrics(n, outputs, refs, largest, bert)
                 row = {
-                    "model": cfg.model,
-                    "dataset": dataset_label(name),
-                    "method": cfg.method,
-                    "n_samples": n,
-                    "seed": cfg.seed,
-                    "steps": getattr(self, "trained_steps", cfg.max_steps),
-                    "n_examples": len(examples),
+                    **self.row_head(name, n, len(examples)),
                     "task": "generate",
                     "sampler": "mean" if n == 0 else settings.sampler,
                     **row,
