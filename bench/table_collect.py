@@ -31,7 +31,7 @@ def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
                     run = Run(tier, task_key, method, seed)
                     if run.trained and _newer_than_record(run):
                         record_run(run)
-                    elif map_is_mle(run) and not run.record.is_file():
+                    elif map_is_mle(run) and not run.recorded:
                         relabel_mle_as_map(run)
                     record = read_record(run)
                     if record is not None:
@@ -43,7 +43,7 @@ def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
 def _newer_than_record(run: Run) -> bool:
     """Whether the run's results in runs/ are newer than its record (a record, once
     written, is the run's result; a run trained again rewrites it)."""
-    if not run.record.is_file():
+    if not run.recorded:
         return True
     return RunDir(run.out).results("final").stat().st_mtime > run.record.stat().st_mtime
 

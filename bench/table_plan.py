@@ -57,14 +57,40 @@ class Run:
         return RECORDS / self.tier / self.task / f"{self.method}-s{self.seed}.json"
 
     @property
+    def steps(self) -> int | None:
+        """The task's budget in the tier's config now (post-hoc runs report their MLE's)."""
+        spec = load_tier(self.tier)
+        settings = dict(spec["settings"]) | dict(spec["tasks"][self.task].get("settings") or {})
+        return settings.get("max_steps")
+
+    def at_budget(self, rows: list[dict]) -> bool:
+        """Whether result rows were trained at the current budget: a record or run made
+        before the tier's max_steps changed is stale, and is neither reported nor skipped."""
+        return self.steps is None or all(r.get("steps") == self.steps for r in rows)
+
+    @property
     def trained(self) -> bool:
-        """Finished in this checkout's runs/ (post-hoc methods and ens need this of MLE)."""
-        return RunDir(self.out).results("final").is_file()
+        """Finished in this checkout's runs/ at the current budget (post-hoc methods and
+        ens need this of MLE)."""
+        final = RunDir(self.out).results("final")
+        return final.is_file() and self.at_budget(json.loads(final.read_text()))
+
+    @property
+    def recorded(self) -> bool:
+        """Committed as a record at the current budget."""
+        if not self.record.is_file():
+            return False
+        return self.at_budget(json.loads(self.record.read_text())["rows"])
+
+    @property
+    def stale(self) -> bool:
+        """A record from an earlier budget: the run must be trained again."""
+        return self.record.is_file() and not self.recorded
 
     @property
     def done(self) -> bool:
         """Finished here, or in an earlier session that committed its record."""
-        return self.record.is_file() or self.trained
+        return self.recorded or self.trained
 
 
 def load_tier(tier: str) -> dict:

@@ -25,7 +25,8 @@ from blob_lora.atomic import write_text_atomic
 
 
 def read_record(run: Run) -> dict | None:
-    return json.loads(run.record.read_text()) if run.record.is_file() else None
+    """The run's committed record; None when there is none at the tier's current budget."""
+    return json.loads(run.record.read_text()) if run.recorded else None
 
 
 def write_record(run: Run, rows: list[dict], detection: list[dict], **info) -> None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.table_collect import record_run
-from bench.table_plan import NEEDS_MLE, ROOT, Run, command, plan
+from bench.table_plan import NEEDS_MLE, POST_HOC, ROOT, Run, command, plan
 from bench.table_records import map_is_mle, relabel_mle_as_map
 from blob_lora.atomic import write_text_atomic
 from blob_lora.run_files import RunDir
@@ -71,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def worker() -> None:
         while (run := next_run()) is not None:
+            _clear_other_budget(run)
             if run.method == "ens":
                 reuse_mle_as_member_zero(run)
             print(f"start {run.out.relative_to(ROOT)}", flush=True)
@@ -110,6 +111,25 @@ def _with_local_mle(todo: list[Run]) -> list[Run]:
             out.append(mle)
         out.append(run)
     return out
+
+
+def _clear_other_budget(run: Run) -> None:
+    """Delete the run's folder when it holds a run at another budget (the tier's max_steps
+    changed since): resuming it would continue the old schedule."""
+    files = RunDir(run.out)
+    if run.steps is None or not files.config.is_file():
+        return
+    if run.method in POST_HOC:  # max_steps 0: its rows carry the MLE run's steps
+        final = files.results("final")
+        rows = json.loads(final.read_text()) if final.is_file() else []
+        steps = rows[0].get("steps") if rows else run.steps
+    else:
+        steps = json.loads(files.config.read_text()).get("max_steps")
+    if steps != run.steps:
+        print(f"{run.out.name}: trained for {steps} steps, the budget is now {run.steps}; "
+              "starting it again", flush=True)  # fmt: skip
+        shutil.rmtree(run.out)
+        _partial_path(run).unlink(missing_ok=True)
 
 
 def _partial_path(run: Run) -> Path:

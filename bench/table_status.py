@@ -18,6 +18,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         took = _machine_s(run)
         total += took or 0.0
         state = "done" if run.done else ("started" if run.out.exists() else "todo")
+        if state != "done" and run.stale:
+            state = "stale"  # recorded at an earlier budget: trained again
         print(f"{state:8} {took or 0:7.0f} s  {run.out.relative_to(ROOT)}")
     done = sum(r.done for r in runs)
     print(f"{done}/{len(runs)} done, {total / 3600:.2f} h of machine time spent on them")
@@ -63,7 +65,7 @@ def _machine_s(run: Run) -> float | None:
     with other runs, as they were for every run of the committed table."""
     path = run.out / "machine_time.json"
     if not path.is_file():  # finished in an earlier session: its committed record says
-        return json.loads(run.record.read_text()).get("machine_s") if run.record.is_file() else None
+        return json.loads(run.record.read_text()).get("machine_s") if run.recorded else None
     info = json.loads(path.read_text())
     cores = info.get("cores") or os.cpu_count() or 1
     return info["wall_s"] * min(info["threads"], cores) / cores

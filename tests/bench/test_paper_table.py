@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from bench import paper_table, table_plan, table_report, table_run
+from bench import paper_table, table_collect, table_plan, table_report, table_run, table_status
 from blob_lora.metrics import auroc
 from blob_lora.run_config import load_run_config
 
@@ -170,7 +170,7 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
 def test_map_whose_decay_rounds_away_is_the_mle_run_relabelled_not_trained(tier, monkeypatch):
     """The tiny tier trains at the default lr 5e-4: MAP's 1e-5 decay is lost in fp32."""
     mle, map_run = (paper_table.Run("tiny", "rte", m, 0) for m in ("mle", "map"))
-    row = {"dataset": "rte", "method": "mle", "n_samples": 0, "seed": 0, "acc": 61.0}
+    row = {"dataset": "rte", "method": "mle", "n_samples": 0, "seed": 0, "steps": 7, "acc": 61.0}
     _fake_run(mle, [row], {})
 
     def no_training(*args, **kwargs):
@@ -202,6 +202,39 @@ def test_post_hoc_run_retrains_mle_when_only_its_record_survived(tier, monkeypat
     assert paper_table.main(["run", "--tiers", "tiny", "--seeds", "0", "--tasks", "rte",
                              "--methods", "la", "--jobs", "1"]) == 0  # fmt: skip
     assert started == ["mle", "la"] and la.record.is_file()
+
+
+def test_a_record_from_an_earlier_budget_is_stale_not_reported_and_trained_again(
+    tier, monkeypatch, capsys
+):
+    """The tier's max_steps changed from 5 to 7: the old record and run folder are not this
+    table's run, so `run` trains it again (from scratch, not --resume) and rewrites them."""
+    mle = paper_table.Run("tiny", "rte", "mle", 0)
+    old = {"dataset": "rte", "method": "mle", "n_samples": 0, "seed": 0, "steps": 5, "acc": 1.0}
+    _fake_run(mle, [old], {})
+    (mle.out / "run_config.json").write_text('{"max_steps": 5}')
+    table_collect.record_run(mle)
+    assert mle.record.is_file() and mle.stale and not mle.done and not mle.trained
+    assert table_collect.collect(["tiny"]) == ([], [])  # not reported
+    monkeypatch.setattr(table_status, "ROOT", tier)
+    paper_table.main(["status", "--tiers", "tiny", "--seeds", "0", "--tasks", "rte",
+                      "--methods", "mle"])  # fmt: skip
+    assert capsys.readouterr().out.startswith("stale")
+    started = []
+
+    def fake_timed_run(cmd, env, log, partial):
+        started.append("--resume" in cmd)
+        assert not mle.out.exists()  # the old folder was cleared before the start
+        _fake_run(mle, [old | {"steps": 7, "acc": 61.0}], {})
+        return 0, 1.0
+
+    monkeypatch.setattr(table_run, "timed_run", fake_timed_run)
+    assert paper_table.main(["run", "--tiers", "tiny", "--seeds", "0", "--tasks", "rte",
+                             "--methods", "mle", "--jobs", "1"]) == 0  # fmt: skip
+    assert started == [False] and mle.done and not mle.stale
+    rows, _ = table_collect.collect(["tiny"])
+    # (MAP is this MLE run relabelled; before, the stale record gave it nothing either)
+    assert sorted((r["method"], r["acc"]) for r in rows) == [("map", 61.0), ("mle", 61.0)]
 
 
 def test_claim_ranks_count_strictly_better_baselines_and_skip_blobs_other_n():
