@@ -27,6 +27,15 @@ def test_budget_moves_on_to_the_lowest_nll_when_accuracy_plateaus_first():
     assert (best["step"], lowest["step"], complete) == (700, 700, True)
 
 
+def test_an_nll_within_a_hundredth_of_a_nat_of_the_lowest_is_low_enough():
+    # the 1600-step TREC scan: ACC near its best from 900, NLL flat from 1000 (0.242) with
+    # its lowest, 0.236, at 1300: the budget is 1000, not the wobble's minimum
+    points = _points([(800, 92.0, 0.277), (900, 92.2, 0.255), (1000, 92.8, 0.242),
+                      (1100, 92.5, 0.242), (1300, 92.8, 0.236), (1500, 93.1, 0.241)])  # fmt: skip
+    best, lowest, complete = regime_scan.choose_budget(points)
+    assert (best["step"], lowest["step"], complete) == (1000, 1300, True)
+
+
 def test_a_scan_whose_nll_still_falls_at_its_end_is_marked_too_short():
     # the committed 600-step TREC scan: lowest NLL at its last point
     points = _points([(400, 87.3, 0.696), (500, 89.1, 0.574), (600, 89.2, 0.544)])
