@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 import kept
-from dev_runs import measured_on, run_once, with_settings
+from dev_runs import run_once, with_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "regime"
@@ -208,7 +208,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         + "\n\nCommand: `.venv/bin/python experiments/regime_scan.py run` then `report`. "
         "Dev split: 20% of each task's training data (fixed seed 7); the validation split "
         "is never read. Batch, model and adapter settings: experiments/regime_scan.py. "
-        + measured_on()
+        + "Scans ran one thread each on 2-core machines (bench/README.md names them); "
+        "a scan read from its committed curve keeps the numbers of the run that made it."
         + "\n\n"
         + "\n".join(
             [

@@ -81,20 +81,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     rows = []
     for task in TASKS:
         lr = next(iter(regime_scan.SCANS[task]))
-        mle = kept.where(regime_scan.scan_dir(task, lr)) / "results-final.json"
-        if mle.is_file():
-            r = json.loads(mle.read_text())[0]
-            rows.append({"task": task, "candidate": "mle", **r})
-        else:
-            rows += carried(task, "mle")
+        cands = []
         for cand in CANDIDATES:
             final = kept.where(out_dir(task, cand)) / "results-final.json"
             if final.is_file():
-                rows += [
+                cands += [
                     {"task": task, "candidate": cand, **r} for r in json.loads(final.read_text())
                 ]
             else:
-                rows += carried(task, cand)
+                cands += carried(task, cand)
+        # MLE at the candidates' budget: the scan may have been lengthened since they ran
+        mle = kept.where(regime_scan.scan_dir(task, lr)) / "results-final.json"
+        scan = json.loads(mle.read_text())[0] if mle.is_file() else None
+        if scan and (not cands or scan["steps"] in {r["steps"] for r in cands}):
+            rows.append({"task": task, "candidate": "mle", **scan})
+        else:
+            rows += carried(task, "mle")
+        rows += cands
     lines = [
         "| task | candidate | N | ACC % | ECE % | NLL | mean sigma | median sigma/abs(mu) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
