@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import statistics
+from collections import Counter
 
 from bench.table_collect import SCORES, _ds_label, collect
 from bench.table_plan import EVAL_SAMPLES, METHODS, ROOT, SEEDS, load_tier
@@ -79,6 +80,15 @@ METRIC_LABELS = {
 }  # fmt: skip
 
 
+def _machines(rows: list[dict], here: str) -> str:
+    """Which machines the runs were measured on, with how many runs each (their costs are
+    compared in one table, so the reader must know when they mix machines)."""
+    runs = {(r["tier"], r["trained_on"], r["method"], r["seed"]): r.get("machine", here)
+            for r in rows}  # fmt: skip
+    counts = Counter(runs.values())
+    return "; ".join(f"{m} ({n} runs)" for m, n in counts.most_common()) or here
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     rows, detection = collect(args.tiers)
     meta = provenance()
@@ -113,9 +123,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     md = [
         "# The paper's table at small scale",
         "",
-        f"Command: `.venv/bin/python bench/paper_table.py run` then `report`. Commit {commit}; "
-        f"{meta['machine']}; {meta['date']}. Cells: mean ± std over seeds (a count in "
-        "parentheses where fewer than 3 seeds are finished or planned).",
+        f"Command: `.venv/bin/python bench/paper_table.py run` then `report`. Report at commit "
+        f"{commit}, {meta['date']}; runs measured on {_machines(rows, meta['machine'])}. "
+        "Cells: mean ± std over seeds (a count in parentheses where fewer than 3 seeds are "
+        "finished or planned).",
     ]
     for tier in args.tiers:
         spec = load_tier(tier)

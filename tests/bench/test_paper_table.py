@@ -131,6 +131,9 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     assert "| ACC (%) ↑ | mle | 65.00 ± 7.07 (2) |" in md
     assert "| ACC (%) ↑ | blob (N=10) | 75.00 ± 7.07 (2) |" in md
     assert "Machine time of the finished runs of this tier: 0.40 h" in md  # 4 x 720 s x 1/2
+    assert (
+        f"runs measured on {table_report.provenance()['machine']} (6 runs)" in md
+    )  # MAP relabelled included
     # the majority class beside the methods, and the posterior before the calibration
     assert "| ACC (%) ↑ | majority class | 52.50 ± 0.71 (2) |" in md
     assert "| median σ/|μ| | blob (N=10) | 1.000 ± 0.707 (2) |" in md
