@@ -36,6 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     todo = [r for r in runs if not r.done]
     print(f"{len(runs) - len(todo)} of {len(runs)} runs done; {len(todo)} to go", flush=True)
     todo = _with_local_mle(todo)
+    retrain = {r for r in todo if r.done}  # MLE runs trained again for their adapter
     failed: list[Run] = []
     running: set[Run] = set()
     lock = threading.Lock()
@@ -47,6 +48,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             with lock:
                 blocked = False
                 for run in list(todo):
+                    if run.done and run not in retrain:  # another table command finished it
+                        todo.remove(run)
+                        continue
                     mle = Run(run.tier, run.task, "mle", run.seed)
                     if map_is_mle(run) and mle.done:
                         todo.remove(run)

@@ -240,6 +240,24 @@ def test_a_record_from_an_earlier_budget_is_stale_not_reported_and_trained_again
     assert sorted((r["method"], r["acc"]) for r in rows) == [("map", 61.0), ("mle", 61.0)]
 
 
+def test_a_run_another_table_command_finished_meanwhile_is_not_started_again(tier, monkeypatch):
+    mle, blob = (paper_table.Run("tiny", "rte", m, 0) for m in ("mle", "blob"))
+    started = []
+
+    def fake_timed_run(cmd, env, log, partial):
+        started.append("mle" if 'method="mle"' in cmd else "blob")
+        row = {"dataset": "rte", "method": "mle", "n_samples": 0, "seed": 0, "steps": 7}
+        _fake_run(mle, [row], {})
+        # meanwhile a second `run` (other cores) finished and recorded the BLoB run
+        table_collect.write_record(blob, [row | {"method": "blob"}], [], machine_s=1.0)
+        return 0, 1.0
+
+    monkeypatch.setattr(table_run, "timed_run", fake_timed_run)
+    assert paper_table.main(["run", "--tiers", "tiny", "--seeds", "0", "--tasks", "rte",
+                             "--methods", "mle", "blob", "--jobs", "1"]) == 0  # fmt: skip
+    assert started == ["mle"] and blob.done
+
+
 def test_claim_ranks_count_strictly_better_baselines_and_skip_blobs_other_n():
     means = {
         "mle": {"ece": 3.0, "acc": 70.0},
