@@ -59,9 +59,7 @@ class Run:
     @property
     def steps(self) -> int | None:
         """The task's budget in the tier's config now (post-hoc runs report their MLE's)."""
-        spec = load_tier(self.tier)
-        settings = dict(spec["settings"]) | dict(spec["tasks"][self.task].get("settings") or {})
-        return settings.get("max_steps")
+        return task_settings(load_tier(self.tier), self.task).get("max_steps")
 
     def at_budget(self, rows: list[dict]) -> bool:
         """Whether result rows were trained at the current budget: a record or run made
@@ -97,6 +95,11 @@ def load_tier(tier: str) -> dict:
     return yaml.safe_load(TIERS[tier].read_text())
 
 
+def task_settings(spec: dict, task: str) -> dict:
+    """A task's settings in a tier: the tier's, overridden by the task's own."""
+    return dict(spec["settings"]) | dict(spec["tasks"][task].get("settings") or {})
+
+
 def plan(tiers: list[str], seeds: list[int], methods: list[str], tasks: list[str] | None):
     runs = []
     for seed in seeds:
@@ -114,7 +117,7 @@ def plan(tiers: list[str], seeds: list[int], methods: list[str], tasks: list[str
 def command(run: Run) -> list[str]:
     spec = load_tier(run.tier)
     task = spec["tasks"][run.task]
-    settings = dict(spec["settings"]) | dict(task.get("settings") or {})
+    settings = task_settings(spec, run.task)
     extra = list(task.get("eval_datasets") or [])
     if task.get("ood") and task["ood"] not in extra:
         extra.append(task["ood"])

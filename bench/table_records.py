@@ -20,7 +20,7 @@ import subprocess
 from datetime import date
 from pathlib import Path
 
-from bench.table_plan import ROOT, Run, load_tier
+from bench.table_plan import ROOT, Run, load_tier, task_settings
 from blob_lora.atomic import write_text_atomic
 
 
@@ -44,7 +44,7 @@ def map_is_mle(run: Run) -> bool:
     if run.method != "map":
         return False
     spec = load_tier(run.tier)
-    settings = dict(spec["settings"]) | dict(spec["tasks"][run.task].get("settings") or {})
+    settings = task_settings(spec, run.task)
     lr = float(settings.get("lr", RunConfig.__dataclass_fields__["lr"].default))
     return decay_is_lost(lr, REGISTRY["map"].weight_decay)
 
