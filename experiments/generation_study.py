@@ -11,9 +11,11 @@ PART (`--only`, each brings the runs it needs): budget, nonsampling, sensitivity
 
 0. budget: one MLE run on a dev split carved from the training data (20%, seed 7; DialogSum's
    validation and test splits are not read), ROUGE-L (N=0, greedy) of 100 dev dialogues
-   (drawn with seed 0) every 25 steps. The budget is the first scored step within 1 ROUGE-L
-   point of the scan's best. The LR schedule decays over the whole scan, so the curve at
-   step t is not exactly a run of t steps (as in regime_scan).
+   (drawn with seed 0) every 25 steps. The budget follows the classification tasks' rule
+   (regime_scan): the first scored step within 1 ROUGE-L point of the scan's best, but not
+   before the dev NLL is within 0.01 nats of its lowest; a scan whose NLL still falls at
+   its end is marked too short. The LR schedule decays over the whole scan, so the curve
+   at step t is not exactly a run of t steps (as in regime_scan).
 1. nonsampling: MLE and BLoB at the budget on the full training split, N=0 (posterior mean,
    greedy) on a fixed test subset: the first 100 dialogues of DialogSum test in file order
    (test_0 .. test_99), each with its 3 references; 3 seeds. (`eval_limit` would draw a
@@ -56,6 +58,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kept  # noqa: E402
+import regime_scan  # noqa: E402
 from dev_runs import measured_on, run_once, with_settings  # noqa: E402
 
 from blob_lora.config import AdapterConfig  # noqa: E402
@@ -486,8 +489,11 @@ def schedule(todo: list[Job], table: dict[str, Job], slots: int) -> int:
 
 
 def budget(size: Size) -> dict[str, Any]:
-    """The scan's curve and the budget it gives: the first scored step within MARGIN
-    ROUGE-L points of the best."""
+    """The scan's curve and the budget it gives: the regime rule of the classification
+    tasks (regime_scan.choose_budget) on ROUGE-L: the first scored step within MARGIN
+    ROUGE-L points of the best, but not before the dev NLL is within NLL_NEAR of its
+    lowest. `complete` is False when the NLL still falls at the scan's last point: the
+    budget is then the scan's length, capped by cost, not where the model stops learning."""
     out = budget_dir(size)
     if not finished(out):
         raise RuntimeError(f"the budget scan {out} has not finished")
@@ -496,15 +502,17 @@ def budget(size: Size) -> dict[str, Any]:
     if log.is_file():
         points += [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
     last = final_rows(out)[0]
-    points.append({"step": last["steps"], **last})
-    best = max(p["rougeL"] for p in points)
-    chosen = next(p for p in points if p["rougeL"] >= best - MARGIN)
+    if not points or points[-1]["step"] != last["steps"]:
+        points.append({"step": last["steps"], **last})
+    chosen, lowest, complete = regime_scan.choose_budget(points, "rougeL", MARGIN)
+    best = max(points, key=lambda p: p["rougeL"])
     keys = ("rouge1", "rouge2", "rougeL", "nll")
     return {
         "steps": int(chosen["step"]),
-        "best_rougeL": best,
-        "best_step": int(next(p["step"] for p in points if p["rougeL"] == best)),
-        "min_nll_step": int(min(points, key=lambda p: p["nll"])["step"]),
+        "best_rougeL": best["rougeL"],
+        "best_step": int(best["step"]),
+        "min_nll_step": int(lowest["step"]),
+        "complete": complete,
         "curve": [{"step": p["step"], **{k: p[k] for k in keys}} for p in points],
     }
 
@@ -677,25 +685,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         b = None
         md += ["## 0. Budget", "", f"Not available: {err}.", ""]
     if b is not None:
-        md += [
-            "## 0. Budget (MLE, dev carve, N=0 greedy)",
-            "",
-            f"{size.dev_limit} dev dialogues (20% of the training split, seed 7; drawn with "
-            f"seed 0). Budget: **{b['steps']} steps** (first within {MARGIN:g} ROUGE-L point "
-            f"of the best, {b['best_rougeL']:.2f} at step {b['best_step']}); lowest dev NLL "
-            f"at step {b['min_nll_step']}.",
-            "",
-            "| step | ROUGE-1 | ROUGE-2 | ROUGE-L | NLL |",
-            "|---:|---:|---:|---:|---:|",
-            *(
-                f"| {p['step']} | {p['rouge1']:.2f} | {p['rouge2']:.2f} | {p['rougeL']:.2f} | "
-                f"{p['nll']:.4f} |"
-                for p in b["curve"]
-            ),
-            "",
-            "![budget scan](generation_budget.png)",
-            "",
-        ]
+        md += _budget_md(size, b)
         _plot_budget(b, size.results / "generation_budget.png")
     # 1. non-sampling
     study1 = []
@@ -740,6 +730,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     (size.results / "generation.md").write_text("\n".join(md))
     print("\n".join(md))
     return 0
+
+
+def _budget_md(size: Size, b: dict[str, Any]) -> list[str]:
+    """The budget section of generation.md."""
+    return [
+        "## 0. Budget (MLE, dev carve, N=0 greedy)",
+        "",
+        f"{size.dev_limit} dev dialogues (20% of the training split, seed 7; drawn with "
+        f"seed 0). Budget: **{b['steps']} steps** (first within {MARGIN:g} ROUGE-L point "
+        f"of the best, {b['best_rougeL']:.2f} at step {b['best_step']}, once the dev NLL "
+        f"is within {regime_scan.NLL_NEAR:g} nats of its lowest); lowest dev NLL at step "
+        f"{b['min_nll_step']}."
+        + (
+            ""
+            if b["complete"]
+            else " **The scan is too short:** its NLL still falls at its last point, so "
+            "the budget is the scan's length, set by the study's cost, not the step where "
+            "MLE stops learning."
+        ),
+        "",
+        "| step | ROUGE-1 | ROUGE-2 | ROUGE-L | NLL |",
+        "|---:|---:|---:|---:|---:|",
+        *(
+            f"| {p['step']} | {p['rouge1']:.2f} | {p['rouge2']:.2f} | {p['rougeL']:.2f} | "
+            f"{p['nll']:.4f} |"
+            for p in b["curve"]
+        ),
+        "",
+        "![budget scan](generation_budget.png)",
+        "",
+    ]
 
 
 def _sensitivity(size: Size) -> list[str]:

@@ -235,17 +235,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def choose_budget(points: list[dict]) -> tuple[dict, dict, bool]:
+def choose_budget(
+    points: list[dict], score: str = "acc", near: float = ACC_NEAR
+) -> tuple[dict, dict, bool]:
     """The budget's scan point, the lowest-NLL point, and whether the scan went past it.
 
-    The budget is the first point within ACC_NEAR of the best accuracy, moved on to the
-    first point within NLL_NEAR of the lowest dev NLL when that comes later (`points` in
-    step order)."""
-    top = max(p["acc"] for p in points)
-    by_acc = next(p for p in points if p["acc"] >= top - ACC_NEAR)
+    The budget is the first point within `near` of the best `score` (accuracy, or
+    ROUGE-L for generation), moved on to the first point within NLL_NEAR of the lowest
+    dev NLL when that comes later (`points` in step order)."""
+    top = max(p[score] for p in points)
+    by_score = next(p for p in points if p[score] >= top - near)
     lowest_nll = min(points, key=lambda p: p["nll"])
     by_nll = next(p for p in points if p["nll"] <= lowest_nll["nll"] + NLL_NEAR)
-    best = max(by_acc, by_nll, key=lambda p: p["step"])
+    best = max(by_score, by_nll, key=lambda p: p["step"])
     return best, lowest_nll, lowest_nll["step"] < points[-1]["step"]
 
 
