@@ -82,8 +82,8 @@ SCANS = {  # task: {lr: (steps, eval_every)}
     "ag-news": {1e-3: (1600, 100)},
     "rte": {1e-3: (1000, 100)},
     "boolq": {1e-3: (1000, 100)},
-    "rte-qa": {1e-3: (600, 100)},
-    "mrpc-qa": {1e-3: (600, 100)},
+    "rte-qa": {1e-3: (1400, 100)},
+    "mrpc-qa": {1e-3: (2000, 100)},
 }
 DEV_FRACTION = 0.2
 
