@@ -34,6 +34,9 @@ def test_health_warnings_name_each_failure_and_stay_quiet_when_formed():
     (line,) = health_warnings(formed, None, [10])
     assert "N=10 predictions equal N=0" in line
     assert "27.8x its init" in health_line(formed, 0.0018)
+    assert health_line(formed, 0.0018, (10, 0.00168)).endswith(
+        "at N=10 the samples' mean mutual information is 0.0017 nats"
+    )
 
 
 def test_sigma_plot_is_written(tmp_path):

@@ -434,6 +434,14 @@ def test_a_bayesian_run_logs_sigma_and_its_results_carry_it(tmp_path):
     # the KL's SGD step drives sigma; the NLL's share is small: the plan's prediction holds
     assert log[-1]["sigma_mean"] == pytest.approx(plan["predicted_sigma"], rel=0.1)
     assert out["posterior"].startswith("posterior: mean sigma")
+    # how far the posterior reaches the predictions: the samples' mean mutual information
+    sampled = next(r for r in final if r["n_samples"] == 2 and r["dataset"] == "rte")
+    assert "mean_mi" not in next(r for r in final if r["n_samples"] == 0)
+    assert sampled["mean_mi"] > 0
+    assert (
+        f"at N=2 the samples' mean mutual information is {sampled['mean_mi']:.2g}"
+        in (out["posterior"])
+    )
 
 
 def test_a_posterior_that_has_not_formed_ends_with_warnings(tmp_path):

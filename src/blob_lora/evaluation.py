@@ -73,6 +73,8 @@ class EvalMixin:
                 if foreign:
                     labels = torch.full_like(labels, -1)
                     row = self._foreign_row(name, n, probs, len(labels), bayes)
+                    if n > 0:
+                        row["mean_mi"] = float(mi.mean())
                     rows.append(row)
                     if write:
                         self._write_eval(name, n, probs, labels, mi, tag, plot=False)
@@ -89,6 +91,8 @@ class EvalMixin:
                     "majority_acc": 100.0 * float(torch.bincount(labels).max()) / len(labels),
                     **(bayes or {}),
                 }
+                if n > 0:  # how much the samples disagree: what reaches the predictions
+                    row["mean_mi"] = float(mi.mean())
                 rows.append(row)
                 if write:
                     self._write_eval(name, n, probs, labels, mi, tag)

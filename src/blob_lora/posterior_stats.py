@@ -79,12 +79,17 @@ def health_warnings(
     return out
 
 
-def health_line(stats: dict[str, Any], sigma0: float | None) -> str:
-    """The one line a run prints about its posterior."""
+def health_line(
+    stats: dict[str, Any], sigma0: float | None, mi: tuple[int, float] | None = None
+) -> str:
+    """The one line a run prints about its posterior. sigma/|mu| says the posterior formed;
+    `mi` (N, the samples' mean mutual information) says whether it reaches the
+    predictions: a formed posterior can still move them very little."""
     grown = f" ({stats['sigma_mean'] / sigma0:.1f}x its init {sigma0:.4f})" if sigma0 else ""
+    reach = f"; at N={mi[0]} the samples' mean mutual information is {mi[1]:.2g} nats" if mi else ""
     return (
         f"posterior: mean sigma {stats['sigma_mean']:.4f}{grown}, "
-        f"median sigma/|mu| {stats['sigma_ratio_median']:.3g}"
+        f"median sigma/|mu| {stats['sigma_ratio_median']:.3g}{reach}"
     )
 
 

@@ -187,17 +187,18 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
                 )
         self.acc.wait_for_everyone()
         results = self.evaluate()
-        return {"steps": self.trained_steps, "results": results, **self.posterior_health()}
+        return {"steps": self.trained_steps, "results": results, **self.posterior_health(results)}
 
-    def posterior_health(self) -> dict[str, Any]:
-        """The sigma line and the warnings a Bayesian run ends with (empty otherwise)."""
+    def posterior_health(self, results: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The sigma line and the warnings a Bayesian run ends with (empty otherwise); with
+        the final results, the line also says how much the largest N's samples disagree."""
         stats = sigma_stats(self.setup.model)
         if stats is None:
             return {}
         trained = self.cfg.max_steps > 0 and self.cfg.method != "tfb"
         sigma0 = init_sigma_mean(self.setup.model.adapter_config.init_std_eps) if trained else None
         return {
-            "posterior": health_line(stats, sigma0),
+            "posterior": health_line(stats, sigma0, _largest_n_mi(results or [], self.cfg.dataset)),
             "warnings": health_warnings(stats, sigma0, self._same_as_mean),
         }
 
@@ -247,6 +248,16 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
             n_train=len(examples),
             seed=cfg.seed,
         )
+
+
+def _largest_n_mi(rows: list[dict[str, Any]], dataset: Any) -> tuple[int, float] | None:
+    """(N, mean mutual information) of the largest sampled N on the training task's set."""
+    label = dataset_label(dataset)
+    sampled = [r for r in rows if r.get("dataset") == label and "mean_mi" in r]
+    if not sampled:
+        return None
+    top = max(sampled, key=lambda r: r["n_samples"])
+    return top["n_samples"], top["mean_mi"]
 
 
 def _refuse_accelerate_mixed_precision() -> None:

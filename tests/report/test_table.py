@@ -50,13 +50,15 @@ def test_the_table_shows_the_majority_class_and_sigma_rows_for_bayesian_methods(
          "ece": 5.0, "nll": 0.5, "majority_acc": 68.38},
         {"dataset": "mrpc", "method": "blob", "n_samples": 10, "seed": 0, "acc": 81.0,
          "ece": 4.0, "nll": 0.45, "majority_acc": 68.38, "sigma_mean": 0.031,
-         "sigma_ratio_median": 0.9},
+         "sigma_ratio_median": 0.9, "mean_mi": 0.0017},
     ]  # fmt: skip
     table = markdown_table(rows)
     assert "| ACC (%) ↑ | majority class | 68.38 (1) |" in table
     assert "| mean σ | blob (N=10) | 0.0310 (1) |" in table
     assert "| median σ/|μ| | blob (N=10) | 0.900 (1) |" in table
     assert "| mean σ | mle |" not in table
+    assert "| mean MI of the samples (nats) | blob (N=10) | 0.0017 (1) |" in table
+    assert "| mean MI of the samples (nats) | mle |" not in table
 
 
 def test_report_inputs_that_hold_no_results_are_one_line_errors(tmp_path):

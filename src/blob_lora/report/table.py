@@ -11,7 +11,9 @@ from typing import Any
 
 from ..run_files import RunDir
 
-METRICS = ("acc", "ece", "nll", "sigma_mean", "sigma_ratio_median")
+METRICS = ("acc", "ece", "nll", "sigma_mean", "sigma_ratio_median", "mean_mi")
+# rows only where a method has them: a posterior (sigma), sampled predictions (mean_mi)
+OPTIONAL = ("sigma_mean", "sigma_ratio_median", "mean_mi")
 LABELS = {
     "acc": "ACC (%) ↑",
     "ece": "ECE (%) ↓",
@@ -19,8 +21,9 @@ LABELS = {
     "brier": "Brier ↓",
     "sigma_mean": "mean σ",
     "sigma_ratio_median": "median σ/|μ|",
+    "mean_mi": "mean MI of the samples (nats)",
 }
-DIGITS = {"nll": 3, "brier": 3, "sigma_mean": 4, "sigma_ratio_median": 3}
+DIGITS = {"nll": 3, "brier": 3, "sigma_mean": 4, "sigma_ratio_median": 3, "mean_mi": 4}
 
 
 REQUIRED = ("dataset", "method")
@@ -174,10 +177,8 @@ def markdown_table(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS)
                 + " |"
             )
         for label in methods:
-            if metric.startswith("sigma") and not any(
-                (metric, label, ds) in cells for ds in datasets
-            ):
-                continue  # a method with no posterior has no sigma row
+            if metric in OPTIONAL and not any((metric, label, ds) in cells for ds in datasets):
+                continue  # a method with no posterior, or no samples, has no such row
             row_cells = []
             for ds in datasets:
                 row_cells.append(mean_std_cell(cells.get((metric, label, ds), []), digits))
