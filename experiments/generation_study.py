@@ -746,8 +746,8 @@ def _budget_md(size: Size, b: dict[str, Any]) -> list[str]:
             ""
             if b["complete"]
             else " **The scan is too short:** its NLL still falls at its last point, so "
-            "the budget is the scan's length, set by the study's cost, not the step where "
-            "MLE stops learning."
+            "the budget is bounded by the scan's length, which the study's cost set, not by "
+            "the step where MLE stops learning."
         ),
         "",
         "| step | ROUGE-1 | ROUGE-2 | ROUGE-L | NLL |",
