@@ -25,6 +25,7 @@ TIERS = {
     "gemma": ROOT / "configs" / "table-gemma.yaml",
     # the re-run where the models learn and the posterior forms (issue 13)
     "minilm-regime": ROOT / "configs" / "table-regime-minilm.yaml",
+    "gemma-regime": ROOT / "configs" / "table-regime-gemma.yaml",
 }
 # what `run`, `status` and `report` do without --tiers: the current table (the first one,
 # 150 steps where the models barely learned, stays reproducible with --tiers minilm gemma)
