@@ -29,14 +29,11 @@ MODES = ("flipout", "sequence")
 
 
 def measure(run_dir: Path) -> list[dict]:
-    import torch
-
     from blob_lora.metrics import classification_metrics
     from blob_lora.posterior_stats import sigma_stats
     from blob_lora.run_config import RunConfig
     from blob_lora.train import Runner
 
-    torch.set_num_threads(1)
     cfg = RunConfig.from_dict(json.loads((run_dir / "run_config.json").read_text()))
     cfg.output_dir = str(run_dir)
     runner = Runner(cfg)

@@ -45,7 +45,9 @@ def test_the_trained_mode_reproduces_the_runs_final_rows(tmp_path, monkeypatch):
     for n, mode in ((0, "mean"), (3, "flipout")):
         want = next(r for r in final if r["n_samples"] == n and r["dataset"] == "rte")
         got = by_mode[mode]
-        assert (got["acc"], got["ece"], got["nll"]) == (want["acc"], want["ece"], want["nll"])
+        # the same predictions, up to float rounding (another thread count sums otherwise)
+        assert got["acc"] == want["acc"]
+        assert (got["ece"], got["nll"]) == pytest.approx((want["ece"], want["nll"]), rel=1e-6)
     assert by_mode["mean"]["mean_mi"] == 0.0
     assert by_mode["sequence"]["mean_mi"] > 0.0
     assert by_mode["sequence"]["nll"] != by_mode["flipout"]["nll"]
