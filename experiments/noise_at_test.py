@@ -32,6 +32,7 @@ def measure(run_dir: Path) -> list[dict]:
     from blob_lora.metrics import classification_metrics
     from blob_lora.posterior_stats import sigma_stats
     from blob_lora.run_config import RunConfig
+    from blob_lora.run_files import dataset_label
     from blob_lora.train import Runner
 
     cfg = RunConfig.from_dict(json.loads((run_dir / "run_config.json").read_text()))
@@ -51,7 +52,7 @@ def measure(run_dir: Path) -> list[dict]:
         rows.append(
             {
                 "run": str(run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir),
-                "dataset": cfg.dataset if isinstance(cfg.dataset, str) else str(cfg.dataset),
+                "dataset": dataset_label(cfg.dataset),
                 "seed": cfg.seed,
                 "trained_with": trained_mode,
                 "mode": mode,

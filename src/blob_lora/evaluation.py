@@ -70,11 +70,11 @@ class EvalMixin:
                 probs, labels, mi = self.predict(examples, n, desc=f"eval {dataset_label(name)}")
                 if not self.acc.is_main_process:
                     continue
+                # how much the samples disagree: whether the posterior reaches the predictions
+                spread = {"mean_mi": float(mi.mean())} if n > 0 else {}
                 if foreign:
                     labels = torch.full_like(labels, -1)
-                    row = self._foreign_row(name, n, probs, len(labels), bayes)
-                    if n > 0:
-                        row["mean_mi"] = float(mi.mean())
+                    row = self._foreign_row(name, n, probs, len(labels), bayes) | spread
                     rows.append(row)
                     if write:
                         self._write_eval(name, n, probs, labels, mi, tag, plot=False)
@@ -90,9 +90,8 @@ class EvalMixin:
                     **{k: float(v) for k, v in metrics.items()},
                     "majority_acc": 100.0 * float(torch.bincount(labels).max()) / len(labels),
                     **(bayes or {}),
+                    **spread,
                 }
-                if n > 0:  # how much the samples disagree: what reaches the predictions
-                    row["mean_mi"] = float(mi.mean())
                 rows.append(row)
                 if write:
                     self._write_eval(name, n, probs, labels, mi, tag)
