@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dev_runs import measured_on  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "noise_at_test.json"
@@ -75,7 +79,8 @@ def report() -> None:
         "",
         (__doc__ or "").split("\n\n", 2)[2].strip(),
         "",
-        "Command: `.venv/bin/python experiments/noise_at_test.py RUN_DIR ...` then `--report`.",
+        "Command: `.venv/bin/python experiments/noise_at_test.py RUN_DIR ...` then `--report`. "
+        f"{measured_on()}",
         "",
         "| run | seed | noise at test | N | ACC % | ECE % | NLL | mean MI (nats) | σ/abs(μ) |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
