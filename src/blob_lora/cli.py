@@ -332,6 +332,16 @@ def main(argv: list[str] | None = None) -> int:
             "interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr
         )
         return 130
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Close the process group `accelerate launch` opened, while the interpreter is whole:
+    left to exit, gloo's threads can abort a rank that has finished its work."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
