@@ -35,6 +35,7 @@ MODES = ("flipout", "sequence")
 def measure(run_dir: Path) -> list[dict]:
     from blob_lora.metrics import classification_metrics
     from blob_lora.posterior_stats import sigma_stats
+    from blob_lora.predictive import predict_noise
     from blob_lora.run_config import RunConfig
     from blob_lora.run_files import dataset_label
     from blob_lora.train import Runner
@@ -46,17 +47,20 @@ def measure(run_dir: Path) -> list[dict]:
     model = runner.setup.model
     examples = runner.eval_set(cfg.dataset)
     sigma = sigma_stats(model)
-    trained_mode = model.adapter_config.sample_mode
+    trained_mode, predict_mode = (
+        model.adapter_config.sample_mode,
+        predict_noise(model.adapter_config),
+    )
     rows = []
     for mode, n in [("mean", 0), *((m, N) for m in MODES)]:
         if n:
-            model.adapter_config.sample_mode = mode
+            model.adapter_config.predict_sample_mode = mode
         probs, labels, mi = runner.predict(examples, n, desc=f"{mode}")
         metrics = classification_metrics(probs.numpy(), labels.numpy())
         rows.append(
             {
                 "run": str(run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir),
-                "dataset": dataset_label(cfg.dataset),
+                "dataset": dataset_label(cfg.dataset) + (" (dev carve)" if _is_dev(cfg) else ""),
                 "seed": cfg.seed,
                 "trained_with": trained_mode,
                 "mode": mode,
@@ -68,8 +72,14 @@ def measure(run_dir: Path) -> list[dict]:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    model.adapter_config.sample_mode = trained_mode
+    model.adapter_config.predict_sample_mode = predict_mode
     return rows
+
+
+def _is_dev(cfg) -> bool:
+    """Evaluated on a dev split carved from train (a dataset spec with `dev`)."""
+    name = cfg.dataset
+    return name.lstrip().startswith("{") and "dev" in json.loads(name)
 
 
 def report() -> None:
@@ -82,12 +92,13 @@ def report() -> None:
         "Command: `.venv/bin/python experiments/noise_at_test.py RUN_DIR ...` then `--report`. "
         f"{measured_on()}",
         "",
-        "| run | seed | noise at test | N | ACC % | ECE % | NLL | mean MI (nats) | σ/abs(μ) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| run | evaluated on | seed | noise at test | N | ACC % | ECE % | NLL | mean MI (nats) "
+        "| σ/abs(μ) |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         md.append(
-            f"| {r['run']} | {r['seed']} | {r['mode']} | {r['n_samples']} | {r['acc']:.2f} | "
+            f"| {r['run']} | {r['dataset']} | {r['seed']} | {r['mode']} | {r['n_samples']} | {r['acc']:.2f} | "
             f"{r['ece']:.2f} | {r['nll']:.4f} | {r['mean_mi']:.5f} | "
             f"{r['sigma_ratio_median']:.3g} |"
         )

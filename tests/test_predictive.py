@@ -26,3 +26,39 @@ def test_n0_is_mean_and_n_averages_sampled_probabilities():
     with blob.sampling(blob.adapter_config.sample_mode):  # the default noise
         first = torch.softmax(logits(), -1)
     assert torch.allclose(first, samples[0])
+
+
+def test_prediction_noise_can_differ_from_the_training_noise():
+    """`predict_sample_mode` picks the noise of the N samples; unset, training's is used.
+    Under each, the draws are those of that noise's own sampling context (same seed)."""
+    import pytest
+
+    from blob_lora.config import AdapterConfig
+    from blob_lora.errors import ConfigError
+
+    blob = get_blob_model(
+        tiny_bert(), target_modules=["query", "value", "classifier"], sample_mode="flipout"
+    )
+    randomize_adapters(blob, scale=0.3)
+    ids = torch.randint(3, 64, (4, 6))
+
+    def logits():
+        return blob(input_ids=ids).logits
+
+    def draws():
+        torch.manual_seed(1)
+        return predictive_probs(blob, logits, 3, return_samples=True)[1]
+
+    def under(mode):
+        torch.manual_seed(1)
+        with blob.sampling(mode):
+            return torch.stack([torch.softmax(logits(), -1) for _ in range(3)])
+
+    assert torch.allclose(draws(), under("flipout"))  # unset: the training noise
+    blob.adapter_config.predict_sample_mode = "sequence"
+    seq = draws()
+    assert torch.allclose(seq, under("sequence"))
+    assert not torch.allclose(seq, under("flipout"))  # the setting really changed the noise
+    assert blob.adapter_config.sample_mode == "flipout"  # training's is left as it was
+    with pytest.raises(ConfigError, match="predict_sample_mode 'token' is unknown"):
+        AdapterConfig(predict_sample_mode="token")

@@ -27,7 +27,12 @@ def test_the_paper_preset_sets_every_point_and_refuses_conflicts():
     # the user's other options stay; a conflicting one is an error, whichever way round
     la = load_run_config(None, ["protocol=paper", "method=la", "method_options.fit_on=anchor"])
     assert la.method_options["fit_on"] == "anchor" and la.method_options["link_samples"] == 100_000
-    for bad in ("head=train", "adapter.sample_mode=sequence", "adam_eps=1e-8"):
+    bad_ones = (
+        "head=train",
+        "adapter.sample_mode=sequence",
+        "adapter.predict_sample_mode=sequence",
+    )
+    for bad in (*bad_ones, "adam_eps=1e-8"):
         with pytest.raises(ConfigError, match="conflicts with protocol=paper"):
             load_run_config(None, ["protocol=paper", bad])
     with pytest.raises(ConfigError, match="protocol 'theirs' is unknown"):

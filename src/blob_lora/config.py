@@ -45,6 +45,15 @@ class AdapterConfig:
         },
     )
 
+    predict_sample_mode: str | None = field(
+        default=None,
+        metadata={
+            "help": "noise at N samples when it should differ from training's: flipout or "
+            "sequence (one weight sample per input, a whole network per draw); unset: the "
+            "training noise (bench/results/noise_at_test.md measures both)"
+        },
+    )
+
     def __post_init__(self) -> None:
         if self.kind not in ADAPTER_KINDS:
             raise ConfigError(f"adapter kind {self.kind!r} is unknown; use one of {ADAPTER_KINDS}")
@@ -63,6 +72,11 @@ class AdapterConfig:
         if self.sample_mode not in SAMPLE_MODES:
             raise ConfigError(
                 f"sample_mode {self.sample_mode!r} is unknown; use one of {SAMPLE_MODES}"
+            )
+        if self.predict_sample_mode not in (None, *SAMPLE_MODES):
+            raise ConfigError(
+                f"predict_sample_mode {self.predict_sample_mode!r} is unknown; use one of "
+                f"{SAMPLE_MODES} or leave it unset (the training noise)"
             )
         if not self.target_modules:
             raise ConfigError("target_modules is empty; name at least one module, e.g. q_proj")

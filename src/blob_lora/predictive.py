@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 from .adapter_model import BlobModel
+from .config import AdapterConfig
 
 COMBINES = ("probs", "logits")
 
@@ -44,11 +45,18 @@ def average_draws(
     return each.mean(0), each
 
 
+def predict_noise(cfg: AdapterConfig) -> str:
+    """The noise an adapter's N samples are drawn with."""
+    return cfg.predict_sample_mode or cfg.sample_mode
+
+
 def weight_draws(model: BlobModel, n_samples: int, sample_mode: str | None = None):
-    """The posterior's draws: the mean once for N=0, else N fresh weight samples."""
+    """The posterior's draws: the mean once for N=0, else N fresh weight samples, under
+    the noise asked for, else the adapter's prediction noise, else its training noise."""
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-    mode = "mean" if n_samples == 0 else sample_mode or model.adapter_config.sample_mode
+    cfg = model.adapter_config
+    mode = "mean" if n_samples == 0 else sample_mode or predict_noise(cfg)
     with model.sampling(mode):
         yield from range(max(n_samples, 1))
 

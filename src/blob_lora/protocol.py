@@ -3,7 +3,8 @@
 ``paper`` follows the authors' code (Wang-ML-Lab/bayesian-peft) on every point where our
 defaults differ from it; each point is also an ordinary setting, documented where it lives:
 
-1. noise: flipout, per-token signs, in training and at N samples (``adapter.sample_mode``);
+1. noise: flipout, per-token signs, in training and at N samples (``adapter.sample_mode``,
+   and ``adapter.predict_sample_mode`` unset);
 2. encoder head: LoRA/BLoB on the classifier's Linear layers over its frozen random init
    (``head=lora``);
 3. ensemble: logits averaged, then softmax; members see the same batches, differ by init
@@ -31,7 +32,7 @@ from .errors import ConfigError
 PROTOCOLS = ("default", "paper")
 
 PAPER_RUN: dict[str, Any] = {"head": "lora", "adam_eps": 1e-6, "lr_schedule_per_process": True}
-PAPER_ADAPTER: dict[str, Any] = {"sample_mode": "flipout"}
+PAPER_ADAPTER: dict[str, Any] = {"sample_mode": "flipout", "predict_sample_mode": None}
 PAPER_METHOD_OPTIONS: dict[str, dict[str, Any]] = {
     "ens": {"combine": "logits", "same_data": True},
     "mcd": {"scope": "all"},
