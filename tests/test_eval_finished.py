@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
+from blob_lora.adapter_io import CONFIG_FILE, export_peft
 from blob_lora.adapter_io import WEIGHTS_FILE as WEIGHTS
-from blob_lora.adapter_io import export_peft
 from blob_lora.cli import main
 from blob_lora.run_config import RunConfig
 from blob_lora.train import Runner
@@ -111,3 +111,29 @@ def test_init_from_a_folder_that_holds_no_adapter_is_a_clear_error(tmp_path, cap
     assert code == 2
     assert "neither a blob-lora run/adapter" in capsys.readouterr().err
     assert not (tmp_path / "out" / "adapter").exists()
+
+
+def test_eval_under_another_noise_redraws_the_samples_and_keeps_the_run(tmp_path, mle_run, capsys):
+    """`blob eval --noise`: the run's own noise reproduces its sampled results; the other
+    noise draws other samples from the same posterior (N=0 unchanged), into a file of its
+    own. A run without weight samples is refused."""
+    cfg = _cfg(tmp_path, "bbb", method="bbb", eval_samples=[0, 2])
+    final = {r["n_samples"]: r for r in Runner(cfg).train()["results"]}
+    assert cfg.adapter.sample_mode == "flipout"
+    for noise in ("flipout", "sequence"):
+        assert main(["eval", cfg.output_dir, "--samples", "0", "2", "--noise", noise]) == 0
+    rows = {
+        noise: {
+            r["n_samples"]: r
+            for r in json.loads((tmp_path / "bbb" / f"results-eval-{noise}.json").read_text())
+        }
+        for noise in ("flipout", "sequence")
+    }
+    for key in ("acc", "ece", "nll"):
+        assert rows["flipout"][2][key] == pytest.approx(final[2][key], abs=1e-6)
+        assert rows["sequence"][0][key] == pytest.approx(final[0][key], abs=1e-6)
+    assert rows["sequence"][2]["nll"] != pytest.approx(final[2]["nll"], abs=1e-6)
+    saved = json.loads((tmp_path / "bbb" / "adapter" / CONFIG_FILE).read_text())["config"]
+    assert saved["predict_sample_mode"] is None  # the run itself is not changed
+    assert main(["eval", str(mle_run), "--samples", "2", "--noise", "sequence"]) == 2
+    assert "--noise needs weight samples" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from .config import SAMPLE_MODES
 from .errors import BlobLoraError
 
 
@@ -65,7 +66,18 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--limit", type=_positive, help="evaluate only K examples of each set (a seeded subset)"
     )
-    p.add_argument("--tag", default="eval", help="name of the results file: results-TAG.json")
+    p.add_argument(
+        "--tag",
+        default="eval",
+        help="name of the results file: results-TAG.json (with "
+        "--noise and no tag: results-eval-NOISE.json)",
+    )
+    p.add_argument(
+        "--noise",
+        choices=SAMPLE_MODES,
+        help="the noise of the N samples for this evaluation (weight-sampling runs: blob, "
+        "bbb, tfb): flipout, or sequence (one weight sample per input); default: the run's",
+    )
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
@@ -210,7 +222,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg.output_dir = str(run_dir)  # the run may have moved since it was trained
     runner = Runner(cfg)
     runner.load_finished()
-    rows = runner.evaluate(samples=args.samples, datasets=args.datasets, tag=args.tag)
+    tag = args.tag
+    if args.noise:
+        adapter = runner.setup.model.adapter_config
+        if adapter.kind == "lora":
+            raise ConfigError(
+                f"--noise needs weight samples, and {run_dir} ({cfg.method}) has none; "
+                "use it on a blob, bbb or tfb run"
+            )
+        adapter.predict_sample_mode = args.noise
+        tag = f"eval-{args.noise}" if tag == "eval" else tag
+    rows = runner.evaluate(samples=args.samples, datasets=args.datasets, tag=tag)
     if runner.acc.is_main_process:
         _print_rows(rows)
     return 0
