@@ -867,6 +867,8 @@ def _sampling(size: Size) -> tuple[list[str], list[dict[str, Any]]]:
             f"{_f(r['disagreement'], 3)} | {_f(r['unc_auroc'], 3)} | {_f(r['aurc'], 3)} |"
         )
     md.append("")
+    if set(per) == {"blob", "mle"}:
+        md += _paired_bootstrap(per["blob"], per["mle"]) + [""]
     if per:
         greedy = {}
         for method in per:
@@ -879,6 +881,38 @@ def _sampling(size: Size) -> tuple[list[str], list[dict[str, Any]]]:
         _plot_sampling(per, greedy, match["t"], size.results / "generation_sampling.png")
         md += ["![per-sample ROUGE-L and BERTScore, risk-coverage](generation_sampling.png)", ""]
     return md, rows
+
+
+def _paired_bootstrap(blob: list[dict], mle: list[dict], draws: int = 2000) -> list[str]:
+    """95% intervals of BLoB - MLE over dialogues resampled with replacement (the same
+    dialogues for both), since one seed on a few dozen dialogues leaves AUROC wide."""
+    from blob_lora.generation.metrics import uncertainty_auroc
+
+    def arrays(items: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        by_index = sorted(items, key=lambda x: x["index"])
+        return (
+            np.array([x["disagreement"] for x in by_index]),
+            np.array([np.mean(x["rougeL"]) for x in by_index]),
+        )
+
+    (db, qb), (dm, qm) = arrays(blob), arrays(mle)
+    rng = np.random.default_rng(0)
+    auc, rouge = [], []
+    for _ in range(draws):
+        i = rng.integers(0, qb.size, qb.size)
+        rouge.append(100 * (qb[i].mean() - qm[i].mean()))
+        try:
+            auc.append(uncertainty_auroc(db[i], qb[i]) - uncertainty_auroc(dm[i], qm[i]))
+        except ValueError:  # a resample with every dialogue of one quality
+            continue
+    lo_a, hi_a = np.percentile(auc, [2.5, 97.5])
+    lo_r, hi_r = np.percentile(rouge, [2.5, 97.5])
+    return [
+        f"Paired bootstrap over the {qb.size} dialogues ({draws} resamples), BLoB - MLE: "
+        f"unc AUROC {np.mean(auc):+.3f} (95% interval {lo_a:+.3f} to {hi_a:+.3f}; BLoB ahead "
+        f"in {100 * np.mean(np.array(auc) > 0):.0f}% of resamples), expected ROUGE-L "
+        f"{np.mean(rouge):+.2f} ({lo_r:+.2f} to {hi_r:+.2f})."
+    ]
 
 
 def _temperature(out: Path, method: str) -> dict[str, Any]:
