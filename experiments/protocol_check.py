@@ -40,8 +40,17 @@ MLE = {
 }
 # name: (point, ours or theirs, settings)
 VARIANTS = {
-    "noise-sequence": ("noise", "ours", {"method": "blob"}),
-    "noise-flipout": ("noise", "theirs", {"method": "blob", "adapter.sample_mode": "flipout"}),
+    # both pinned to what they ran with: the noise and clock defaults have changed since
+    "noise-sequence": (
+        "noise",
+        "ours",
+        {"method": "blob", "adapter.sample_mode": "sequence", "kl_clock_scale": 0.1},
+    ),
+    "noise-flipout": (
+        "noise",
+        "theirs",
+        {"method": "blob", "adapter.sample_mode": "flipout", "kl_clock_scale": 0.1},
+    ),
     "head-train": ("head", "ours", {"method": "mle", "head": "train"}),
     "head-lora": ("head", "theirs", {"method": "mle", "head": "lora"}),
     "tfb-log": ("tfb", "ours", {"method": "tfb", **MLE}),
@@ -75,7 +84,6 @@ SHARED_WEIGHTS = {"mcd-all": ("mcd-adapter", None), "ens-logits": ("ens-probs", 
 
 # runs that another experiment already makes with exactly these settings
 REUSE = {
-    "noise-sequence": ROOT / "runs" / "schedule-check" / f"{TASK}-budget-x0.1",
     "head-lora": regime_scan.scan_dir(TASK, next(iter(regime_scan.SCANS[TASK]))),
 }
 

@@ -129,11 +129,12 @@ def test_eval_under_another_noise_redraws_the_samples_and_keeps_the_run(tmp_path
         }
         for noise in ("flipout", "sequence")
     }
+    assert cfg.adapter.predict_sample_mode == "sequence"  # the default prediction noise
     for key in ("acc", "ece", "nll"):
-        assert rows["flipout"][2][key] == pytest.approx(final[2][key], abs=1e-6)
-        assert rows["sequence"][0][key] == pytest.approx(final[0][key], abs=1e-6)
-    assert rows["sequence"][2]["nll"] != pytest.approx(final[2]["nll"], abs=1e-6)
+        assert rows["sequence"][2][key] == pytest.approx(final[2][key], abs=1e-6)
+        assert rows["flipout"][0][key] == pytest.approx(final[0][key], abs=1e-6)
+    assert rows["flipout"][2]["nll"] != pytest.approx(final[2]["nll"], abs=1e-6)
     saved = json.loads((tmp_path / "bbb" / "adapter" / CONFIG_FILE).read_text())["config"]
-    assert saved["predict_sample_mode"] is None  # the run itself is not changed
+    assert saved["predict_sample_mode"] == "sequence"  # the run itself is not changed
     assert main(["eval", str(mle_run), "--samples", "2", "--noise", "sequence"]) == 2
     assert "--noise needs weight samples" in capsys.readouterr().err

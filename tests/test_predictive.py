@@ -23,13 +23,14 @@ def test_n0_is_mean_and_n_averages_sampled_probabilities():
     # the samples really differ and are not the mean's
     assert samples.std(0).max() > 1e-4
     torch.manual_seed(0)
-    with blob.sampling(blob.adapter_config.sample_mode):  # the default noise
+    with blob.sampling("sequence"):  # the default prediction noise
         first = torch.softmax(logits(), -1)
     assert torch.allclose(first, samples[0])
 
 
 def test_prediction_noise_can_differ_from_the_training_noise():
-    """`predict_sample_mode` picks the noise of the N samples; unset, training's is used.
+    """`predict_sample_mode` picks the noise of the N samples (default: one weight sample
+    per input, whatever the training noise); unset (None), training's is used.
     Under each, the draws are those of that noise's own sampling context (same seed)."""
     import pytest
 
@@ -54,11 +55,12 @@ def test_prediction_noise_can_differ_from_the_training_noise():
         with blob.sampling(mode):
             return torch.stack([torch.softmax(logits(), -1) for _ in range(3)])
 
-    assert torch.allclose(draws(), under("flipout"))  # unset: the training noise
-    blob.adapter_config.predict_sample_mode = "sequence"
+    assert blob.adapter_config.predict_sample_mode == "sequence"  # the product default
     seq = draws()
     assert torch.allclose(seq, under("sequence"))
     assert not torch.allclose(seq, under("flipout"))  # the setting really changed the noise
+    blob.adapter_config.predict_sample_mode = None
+    assert torch.allclose(draws(), under("flipout"))  # unset: the training noise
     assert blob.adapter_config.sample_mode == "flipout"  # training's is left as it was
     with pytest.raises(ConfigError, match="predict_sample_mode 'token' is unknown"):
         AdapterConfig(predict_sample_mode="token")

@@ -118,3 +118,21 @@ def test_a_generation_dataset_under_sharding_is_refused_before_the_model_loads()
     cfg = load_run_config(None, ["sharding=fsdp", "dataset=dialogsum", "model=gemma-270m"])
     with pytest.raises(ConfigError, match="does not support generation tasks"):
         check_compatible(cfg, "generate")
+
+
+def test_a_saved_config_keeps_the_noise_it_ran_with_when_the_default_moved():
+    """Saves are full dumps: one without predict_sample_mode predates it and sampled with
+    the training noise (None); a fresh config gets today's default, one per input."""
+    from blob_lora.config import AdapterConfig
+
+    assert load_run_config(None, []).adapter.predict_sample_mode == "sequence"
+    old = RunConfig().to_dict()
+    del old["adapter"]["predict_sample_mode"]
+    assert RunConfig.from_saved(old).adapter.predict_sample_mode is None
+    assert RunConfig.from_dict(old).adapter.predict_sample_mode == "sequence"
+    old_adapter = AdapterConfig().to_dict()
+    del old_adapter["predict_sample_mode"]
+    assert AdapterConfig.from_saved(old_adapter).predict_sample_mode is None
+    saved_now = RunConfig().to_dict()  # a save that has the key keeps its own value
+    assert RunConfig.from_saved(saved_now).adapter.predict_sample_mode == "sequence"
+    assert load_run_config(None, ["protocol=paper"]).adapter.predict_sample_mode is None

@@ -158,7 +158,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 def load_adapter(model: nn.Module, path: str | os.PathLike) -> BlobModel:
     """Inject the saved adapter config into `model` and load its weights exactly."""
     meta = read_adapter_config(path)
-    blob = BlobModel(model, AdapterConfig.from_dict(meta["config"]))
+    blob = BlobModel(model, AdapterConfig.from_saved(meta["config"]))
     load_adapter_weights(blob, path)
     return blob
 

@@ -216,7 +216,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     saved = RunDir(run_dir).config
     if not saved.is_file():
         raise ConfigError(f"{run_dir} is not a blob run (no {saved.name})")
-    cfg = RunConfig.from_dict(json.loads(saved.read_text()))
+    cfg = RunConfig.from_saved(json.loads(saved.read_text()))
     if args.limit is not None:
         cfg.eval_limit = args.limit
     cfg.output_dir = str(run_dir)  # the run may have moved since it was trained

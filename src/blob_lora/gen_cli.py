@@ -76,7 +76,7 @@ def run_generate(args: Any, out: TextIO | None = None) -> int:
     saved = RunDir(run_dir).config
     if not saved.is_file():
         raise ConfigError(f"{run_dir} is not a blob run (no {saved.name})")
-    cfg = RunConfig.from_dict(json.loads(saved.read_text()))
+    cfg = RunConfig.from_saved(json.loads(saved.read_text()))
     kind = resolve_task_kind(cfg)
     if kind != "generate":
         raise ConfigError(

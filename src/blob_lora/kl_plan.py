@@ -14,10 +14,10 @@ hundred steps with their M and kl_lr has a clock 10-100x smaller: sigma stays at
 init and N samples predict exactly as N=0.
 
 ``plan_budget`` gives a run of any length the authors' clock for the same dataset size
-times ``clock_scale`` (the run config's default is 0.1: on dev splits the full clock
+times ``clock_scale`` (the run config's default is 0.2: on dev splits the full clock
 collapsed the posterior of a 1000-step run - its pull on the means wins in so few Adam
-steps - while a tenth, about what the authors' own M and kl_lr give such a run, did not;
-bench/results/schedule_check.md), in as many cycles as the authors had (fewer if the run is too
+steps - while a fifth had the lowest NLL on MRPC and TREC among 0.05, 0.1 and 0.2;
+bench/results/schedule_check.md and sensitivity.md), in as many cycles as the authors had (fewer if the run is too
 short for cycles of ``MIN_CYCLE`` steps), all of them ending before the LR schedule's
 tail (factor < ``TAIL``), where a KL step would barely count: ``kl_lr`` is solved for.
 No single KL step may exceed ``MAX_STEP`` times the authors' largest (``kl_lr * pi * f``):

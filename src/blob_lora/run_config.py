@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .config import LEGACY_VALUES as ADAPTER_LEGACY_VALUES
 from .config import AdapterConfig
 from .errors import ConfigError
 from .kl_plan import PLANS as KL_PLANS
@@ -148,10 +149,11 @@ class RunConfig:
         },
     )
     kl_clock_scale: float = field(
-        default=0.1,
+        default=0.2,
         metadata={
-            "help": "kl_plan=budget: the authors' clock times this (0.1: chosen on dev "
-            "splits, bench/results/schedule_check.md; 1.0 collapsed the posterior)"
+            "help": "kl_plan=budget: the authors' clock times this (0.2: chosen on MRPC and "
+            "TREC dev splits, bench/results/schedule_check.md and sensitivity.md; 1.0 "
+            "collapsed the posterior)"
         },
     )
     gamma: float = field(
@@ -275,6 +277,13 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> RunConfig:
+        """A run_config.json: adapter keys it predates take the value the run used."""
+        data = dict(data)
+        data["adapter"] = ADAPTER_LEGACY_VALUES | dict(data.get("adapter") or {})
+        return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:

@@ -330,8 +330,8 @@ class SetupMixin:
     def check_resumable(self, saved: Path) -> None:
         """--resume continues the same run: the config it was started with (output_dir
         aside: a moved run resumes; sharding aside: checkpoints hold whole tensors either
-        way), read through RunConfig so keys added since take their defaults."""
-        previous = _as_saved(RunConfig.from_dict(json.loads(saved.read_text())))
+        way), read through RunConfig so keys added since take the value the run used."""
+        previous = _as_saved(RunConfig.from_saved(json.loads(saved.read_text())))
         current = _as_saved(self.cfg)
         changed = sorted(
             k

@@ -215,7 +215,7 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
             if not (d / CONFIG_FILE).is_file():
                 raise ConfigError(f"{self.out} is not a finished {cfg.method} run: {d} is missing")
         meta = read_adapter_config(next(iter(dirs.values())))
-        saved = AdapterConfig.from_dict(meta["config"])
+        saved = AdapterConfig.from_saved(meta["config"])
         refit = not method.posterior_saved
         self.setup = build_setup(cfg, with_train=refit, adapter_config=saved, with_eval=with_eval)
         model = self.setup.model
