@@ -41,9 +41,10 @@ class AdapterConfig:
     sample_mode: str = field(
         default="flipout",
         metadata={
-            "help": "noise in training and at N samples: flipout (the authors' per-token "
-            "signs; the default, chosen on MRPC dev: bench/results/protocol_check.md) or "
-            "sequence (one A per example; generation always samples per sequence)"
+            "help": "noise in training (and at N samples when predict_sample_mode is null): "
+            "flipout (the authors' per-token signs; the default, chosen on MRPC dev: "
+            "bench/results/protocol_check.md) or sequence (one A per example; generation "
+            "always samples per sequence)"
         },
     )
 
