@@ -103,7 +103,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             ratio = [r["sigma_ratio_median"] for r in rows if r.get("sigma_ratio_median")]
             lines.append(
                 f"| {task} | {name} | {n} | {len(rows)} | {cell('acc', 2)} | {cell('ece', 2)} | "
-                f"{cell('nll', 3)} | {np.mean(ratio) if ratio else float('nan'):.2f} |"
+                f"{cell('nll', 3)} | {f'{np.mean(ratio):.2f}' if ratio else '–'} |"
             )
             out += [{"task": task, "method": name, **r} for r in rows]
     text = (
