@@ -27,6 +27,8 @@ import kept  # noqa: E402
 import table_plan  # noqa: E402
 from dev_runs import measured_on, run_once, with_settings  # noqa: E402
 
+from blob_lora.report.table import mean_std_cell  # noqa: E402
+
 ROOT = kept.ROOT
 RUNS = ROOT / "runs" / "product-check"
 RESULTS = ROOT / "bench" / "results"
@@ -78,34 +80,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = []
     for task in args.tasks:
         records = table_plan.RECORDS / TIER / task
-        sets = {
-            ("mle", 0): [_rows(records / f"mle-s{s}.json", task) for s in args.seeds],
-            ("blob, paper preset, clock 0.1", 0): [
-                _rows(records / f"blob-s{s}.json", task) for s in args.seeds
+        finals = {
+            "mle": [records / f"mle-s{s}.json" for s in args.seeds],
+            "blob, paper preset, clock 0.1": [records / f"blob-s{s}.json" for s in args.seeds],
+            "blob, clock 0.2, one sample per input": [
+                kept.where(out_dir(task, s)) / "results-final.json" for s in args.seeds
             ],
-            ("blob, paper preset, clock 0.1", 10): None,
-            ("blob, clock 0.2, one sample per input", 0): [
-                _rows(kept.where(out_dir(task, s)) / "results-final.json", task) for s in args.seeds
-            ],
-            ("blob, clock 0.2, one sample per input", 10): None,
         }
-        for (name, n), found in sets.items():
-            if found is None:
-                found = sets[(name, 0)]
-            rows = [r for rs in found for r in rs if r["n_samples"] == n]
-            if not rows:
-                continue
-
-            def cell(key: str, digits: int, rows: list[dict] = rows) -> str:
-                v = np.array([r[key] for r in rows], dtype=float)
-                return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if v.size > 1 else 0:.{digits}f}"
-
-            ratio = [r["sigma_ratio_median"] for r in rows if r.get("sigma_ratio_median")]
-            lines.append(
-                f"| {task} | {name} | {n} | {len(rows)} | {cell('acc', 2)} | {cell('ece', 2)} | "
-                f"{cell('nll', 3)} | {f'{np.mean(ratio):.2f}' if ratio else '–'} |"
-            )
-            out += [{"task": task, "method": name, **r} for r in rows]
+        for name, paths in finals.items():
+            found = [r for path in paths for r in _rows(path, task)]
+            for n in (0, 10):
+                rows = [r for r in found if r["n_samples"] == n]
+                if not rows:
+                    continue
+                ratio = [r["sigma_ratio_median"] for r in rows if r.get("sigma_ratio_median")]
+                cells = " | ".join(
+                    mean_std_cell([r[k] for r in rows], d)
+                    for k, d in (("acc", 2), ("ece", 2), ("nll", 3))
+                )
+                lines.append(
+                    f"| {task} | {name} | {n} | {len(rows)} | {cells} | "
+                    f"{f'{np.mean(ratio):.2f}' if ratio else '–'} |"
+                )
+                out += [{"task": task, "method": name, **r} for r in rows]
     text = (
         "# The product's BLoB defaults on test (the paper table's setting, two settings "
         "changed)\n\n" + (__doc__ or "").split("\n\n", 2)[2].strip() + "\n\n" + measured_on()

@@ -17,8 +17,8 @@ init and N samples predict exactly as N=0.
 times ``clock_scale`` (the run config's default is 0.2: on dev splits the full clock
 collapsed the posterior of a 1000-step run - its pull on the means wins in so few Adam
 steps - while a fifth had the lowest NLL on MRPC and TREC among 0.05, 0.1 and 0.2;
-bench/results/schedule_check.md and sensitivity.md), in as many cycles as the authors had (fewer if the run is too
-short for cycles of ``MIN_CYCLE`` steps), all of them ending before the LR schedule's
+bench/results/schedule_check.md and sensitivity.md), in as many cycles as the authors had
+(fewer if the run is too short for cycles of ``MIN_CYCLE`` steps), all of them ending before the LR schedule's
 tail (factor < ``TAIL``), where a KL step would barely count: ``kl_lr`` is solved for.
 No single KL step may exceed ``MAX_STEP`` times the authors' largest (``kl_lr * pi * f``):
 near the init one such step already multiplies G several times, and a much larger one

@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 
-from .config import LEGACY_VALUES as ADAPTER_LEGACY_VALUES
 from .config import AdapterConfig
 from .errors import ConfigError
 from .kl_plan import PLANS as KL_PLANS
@@ -281,9 +280,8 @@ class RunConfig:
     @classmethod
     def from_saved(cls, data: dict[str, Any]) -> RunConfig:
         """A run_config.json: adapter keys it predates take the value the run used."""
-        data = dict(data)
-        data["adapter"] = ADAPTER_LEGACY_VALUES | dict(data.get("adapter") or {})
-        return cls.from_dict(data)
+        adapter = AdapterConfig.from_saved(dict(data.get("adapter") or {}))
+        return cls.from_dict(dict(data) | {"adapter": adapter.to_dict()})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
