@@ -724,6 +724,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     md.append("")
     # 2. sensitivity
     md += _sensitivity(size)
+    if b is not None:
+        md += _gamma_axis(b["steps"])
     # 3. sampling
     md_sampling, sample_rows = _sampling(size)
     rows += sample_rows
@@ -777,9 +779,11 @@ def _sensitivity(size: Size) -> list[str]:
                 log = [json.loads(x) for x in metrics.read_text().splitlines()]
                 curves[(beta, scale)] = (log, state(r))
                 last = log[-1]
+                plan = json.loads((kept.where(out) / "kl_plan.json").read_text())
                 cells.append(
                     {"beta": beta, "clock_scale": scale, "state": state(r), "final_kl": last["kl"],
-                     "final_objective": last["nll"] + last["kl_weight"] * last["kl"], **r}
+                     "final_objective": last["nll"] + last["kl_weight"] * last["kl"],
+                     "predicted_sigma": plan["predicted_sigma"], **r}
                 )  # fmt: skip
     (size.results / "generation_sensitivity.json").write_text(json.dumps(cells, indent=1) + "\n")
     md = [
@@ -787,15 +791,16 @@ def _sensitivity(size: Size) -> list[str]:
         "test subset)",
         "",
         f"Clock: x kl_clock_scale {STUDY_CLOCK:g} of the authors' clock (the default when it ran). "
-        "Objective: NLL + pi x KL at the last step (pi is 0 after the last KL cycle).",
+        "Objective: NLL + pi x KL at the last step (pi is 0 after the last KL cycle). "
+        "Predicted sigma: the KL plan's closed form, printed when the run started.",
         "",
-        "| beta | clock | ROUGE-L | ROUGE-1 | NLL | final KL | mean sigma | "
+        "| beta | clock | ROUGE-L | ROUGE-1 | NLL | final KL | predicted sigma | mean sigma | "
         "median sigma/abs(mu) | posterior |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
         *(
             f"| {c['beta']:g} | {c['clock_scale']:g}x | {c['rougeL']:.2f} | {c['rouge1']:.2f} | "
-            f"{c['nll']:.4f} | {c['final_kl']:.4g} | {c['sigma_mean']:.4f} | "
-            f"{c['sigma_ratio_median']:.3g} | {c['state']} |"
+            f"{c['nll']:.4f} | {c['final_kl']:.4g} | {c['predicted_sigma']:.4f} | "
+            f"{c['sigma_mean']:.4f} | {c['sigma_ratio_median']:.3g} | {c['state']} |"
             for c in cells
         ),
         "",
@@ -804,6 +809,81 @@ def _sensitivity(size: Size) -> list[str]:
         _plot_sensitivity(curves, size.results / "generation_sensitivity.png")
         md += ["![KL, sigma/mu and objective trajectories](generation_sensitivity.png)", ""]
     return md
+
+
+GAMMAS = (4.0, 8.0, 12.0)  # the follow-up study's axis (DESIGN.md, section 2)
+
+
+def _gamma_axis(steps: int) -> list[str]:
+    """What the follow-up study's gamma does under the authors' code, computed, not trained:
+    gamma only sets the cycle M = 100 N^(pi/gamma) / P / batch, the cycle sets how often the
+    KL's SGD steps land, and those steps (the clock) are all that moves sigma."""
+    from blob_lora.generation.data import dialogsum_file
+    from blob_lora.kl_plan import (
+        AUTHORS,
+        init_sigma_mean,
+        plan_authors,
+        reference_clock,
+        reference_prediction,
+    )
+    from blob_lora.kl_schedule import KLSchedule
+    from blob_lora.posterior_stats import FORMED_FACTOR
+
+    lines = dialogsum_file("train").read_text().splitlines()
+    n_train = sum(1 for x in lines if x.strip())
+    sigma0 = init_sigma_mean(DEFAULT_EPS)
+    batch = SETTINGS["batch_size"]
+    warmup = int(SETTINGS["warmup_ratio"] * steps)
+
+    def verdict(sigma: float, clock: float) -> str:
+        if clock < 1e-12:
+            return "KL never acts: sigma stays at its init (the posterior collapses onto its mean)"
+        if sigma < FORMED_FACTOR * sigma0:
+            return f"not formed (under {FORMED_FACTOR:g}x init)"
+        return "near the prior" if sigma > DEFAULT_BETA / 2 else "formed"
+
+    md = [
+        "### The follow-up study's gamma axis, as the authors' code reads it (computed)",
+        "",
+        f"gamma enters the authors' code only in the KL cycle, M = int(100 N^(pi/gamma) / P / "
+        f"batch), with N = {n_train} DialogSum training dialogues. What moves sigma is the "
+        f"KL's SGD steps (the clock, kl_lr x sum of pi x LR factor), so gamma acts only through "
+        f"how many cycles end inside a run. Predicted sigma: the KL steps alone from sigma0 "
+        f"{sigma0:.4f} (`kl_plan.reference_prediction` / `plan_authors`; in the runs above the "
+        f"prediction matches the measured mean sigma). |mu| pull: the factor the same steps "
+        f"alone put on the means (prior std {DEFAULT_BETA:g}).",
+        "",
+        "| gamma | run | M (steps) | whole cycles | clock | predicted sigma | x init | "
+        "abs(mu) pull | reading |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    ref0 = AUTHORS["causal-lm"]
+    for gamma in GAMMAS:
+        ref = replace(ref0, gamma=gamma)
+        c, cycles = reference_clock(ref, n_train)
+        sigma, shrink = reference_prediction(ref, n_train, DEFAULT_BETA, sigma0)
+        md.append(
+            f"| {gamma:g} | authors' ({ref.label}, {ref.optimizer_steps} optimizer steps) | "
+            f"{ref.cycle_length(n_train)} | {cycles} | {c:.4f} | {sigma:.4f} | "
+            f"{sigma / sigma0:.1f} | {shrink:.2f} | {verdict(sigma, c)} |"
+        )
+        schedule = KLSchedule("blob", n_train, batch, gamma)
+        m = schedule.cycle_length
+        if m > steps:
+            md.append(
+                f"| {gamma:g} | this study's ({steps} steps, batch {batch}, kl_plan=authors) | "
+                f"{m} | 0 | 0 | {sigma0:.4f} | 1.0 | 1.00 | KL never acts; `blob train` refuses "
+                "the run |"
+            )
+            continue
+        plan = plan_authors(schedule, ref0.kl_lr, steps, warmup, DEFAULT_BETA, sigma0)
+        md.append(
+            f"| {gamma:g} | this study's ({steps} steps, batch {batch}, kl_plan=authors) | {m} | "
+            f"{steps // m} | {plan.clock:.4f} | {plan.predicted_sigma:.4f} | "
+            f"{plan.predicted_sigma / sigma0:.1f} | {plan.mean_shrink:.2f} | "
+            f"{verdict(plan.predicted_sigma, plan.clock)} |"
+        )
+    return md + [""]
 
 
 def _sampling(size: Size) -> tuple[list[str], list[dict[str, Any]]]:

@@ -16,6 +16,7 @@ from blob_lora.kl_plan import (
     plan_budget,
     reference_clock,
     reference_max_step,
+    reference_prediction,
     simulate_kl_only,
 )
 
@@ -68,6 +69,28 @@ def test_the_kl_only_simulation_is_what_the_optimizer_does():
     assert sim_sigma == pytest.approx(sigma, rel=1e-4)
     assert sim_shrink == pytest.approx(shrink, rel=1e-4)
     assert sigma > 5 * sigma0  # it moved
+
+
+def test_gamma_sets_only_the_cycle_and_a_long_cycle_leaves_sigma_at_init():
+    """The follow-up study's gamma axis on DialogSum (12460 dialogues), in the authors' Llama
+    run: gamma 4 gives a cycle longer than the run (sigma never moves: the 'collapse'),
+    gamma 8 a few cycles, gamma 12 many and a sigma near the prior (tanh closed form)."""
+    from dataclasses import replace
+
+    sigma0 = init_sigma_mean(0.05)
+    by_gamma = {}
+    for gamma in (4.0, 8.0, 12.0):
+        ref = replace(AUTHORS["causal-lm"], gamma=gamma)
+        c, cycles = reference_clock(ref, 12460)
+        sigma, shrink = reference_prediction(ref, 12460, 0.2, sigma0)
+        by_gamma[gamma] = (ref.cycle_length(12460), cycles, c, sigma, shrink)
+        closed = 0.2 * math.tanh(4 * c / 0.2 + math.atanh(sigma0 / 0.2))
+        assert sigma == pytest.approx(closed, rel=0.1)  # the first steps near init are not small
+    m4, cycles4, clock4, sigma4, shrink4 = by_gamma[4.0]
+    assert m4 > AUTHORS["causal-lm"].optimizer_steps and cycles4 == 0
+    assert clock4 < 1e-12 and sigma4 == pytest.approx(sigma0) and shrink4 == pytest.approx(1.0)
+    assert by_gamma[8.0][1] < by_gamma[12.0][1]
+    assert 2 * sigma0 < by_gamma[8.0][3] < by_gamma[12.0][3] < 0.2
 
 
 def test_the_tanh_closed_form_holds_when_the_steps_are_small():

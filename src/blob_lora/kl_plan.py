@@ -122,14 +122,27 @@ def simulate_kl_only(
 ) -> tuple[float, float]:
     """(final sigma, factor on |mu|) of one element moved by the KL's SGD steps alone (the
     NLL gradient on G is tiny under the split; AdamW restores mu against the shrink)."""
+    steps = _steps(schedule, total_steps, warmup_steps)
+    return _kl_only([kl_lr * s for s in steps], prior_std, sigma0)
+
+
+def _kl_only(step_sizes: list[float], prior_std: float, sigma0: float) -> tuple[float, float]:
+    """simulate_kl_only over the given SGD step sizes (kl_lr * pi_t * f_t)."""
     g, shrink = math.sqrt(sigma0), 1.0
-    for t in range(total_steps):
-        step = kl_lr * schedule.weight(t) * lr_factor(t, total_steps, warmup_steps)
+    for step in step_sizes:
         if step == 0.0:
             continue
         g -= step * (2.0 * g**3 / prior_std**2 - 2.0 / g)  # d KL / d G, sigma = G^2
         shrink *= max(0.0, 1.0 - step / prior_std**2)
     return g * g, shrink
+
+
+def reference_prediction(
+    ref: ReferenceBudget, n_train: int, prior_std: float, sigma0: float
+) -> tuple[float, float]:
+    """(final sigma, factor on |mu|) that the authors' own run would reach under the KL alone."""
+    steps = _reference_steps(ref, n_train)
+    return _kl_only([ref.kl_lr * s for s in steps], prior_std, sigma0)
 
 
 def init_sigma_mean(init_std_eps: float) -> float:

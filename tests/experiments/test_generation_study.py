@@ -38,3 +38,21 @@ def test_a_scan_whose_nll_still_falls_is_too_short_and_the_report_says_so(tmp_pa
     assert (b["steps"], b["complete"]) == (75, False)
     md = generation_study._budget_md(size, b)
     assert "**75 steps**" in "\n".join(md) and "too short" in "\n".join(md)
+
+
+def test_the_gamma_axis_shows_where_the_kl_never_acts_and_agrees_with_blob_train():
+    """gamma 4 gives DialogSum a cycle longer than any run: sigma stays at its init. In this
+    study's 175-step run gamma 8's cycle is too long as well, and `blob train` refuses it."""
+    from blob_lora.kl_schedule import KLSchedule
+
+    md = generation_study._gamma_axis(175)
+    rows = {
+        (r.split("|")[1].strip(), r.split("|")[2].strip()[:5]): r
+        for r in md
+        if r[:3].strip("| ").isdigit()
+    }
+    assert "KL never acts" in rows[("4", "autho")] and "KL never acts" in rows[("4", "this ")]
+    assert "refuses" in rows[("8", "this ")] and "formed" in rows[("8", "autho")]
+    assert "near the prior" in rows[("12", "autho")] and "| formed |" in rows[("12", "this ")]
+    # the table's refusal is the runner's check (run_setup; tested in tests/test_train.py)
+    assert KLSchedule("blob", 12460, 8, 8.0).cycle_length > 175
