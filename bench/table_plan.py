@@ -26,6 +26,8 @@ TIERS = {
     # the re-run where the models learn and the posterior forms (issue 13)
     "minilm-regime": ROOT / "configs" / "table-regime-minilm.yaml",
     "gemma-regime": ROOT / "configs" / "table-regime-gemma.yaml",
+    # RTE-qa at its best-dev-accuracy step, where MLE has grown overconfident (issue 13)
+    "gemma-overconfident": ROOT / "configs" / "table-overconfident-gemma.yaml",
 }
 # what `run`, `status` and `report` do without --tiers: the current table (the first one,
 # 150 steps where the models barely learned, stays reproducible with --tiers minilm gemma)
