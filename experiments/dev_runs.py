@@ -20,8 +20,9 @@ ENV = os.environ | {
 }
 
 
-def measured_on() -> str:
-    """The machine and date a results file was written on."""
+def measured_on(threads: int | None = 1) -> str:
+    """The machine and date a results file was written on (and the threads per run, when
+    every run of the file had the same)."""
     import platform
     from datetime import date
 
@@ -34,7 +35,8 @@ def measured_on() -> str:
             if ln.startswith("model name")
         ]
         cpu = names[0] if names else cpu
-    return f"Measured on {cpu}, {os.cpu_count()} cores, one thread per run; {date.today()}."
+    per_run = {None: "", 1: ", one thread per run"}.get(threads, f", {threads} threads per run")
+    return f"Measured on {cpu}, {os.cpu_count()} cores{per_run}; {date.today()}."
 
 
 def with_settings(cmd: list[str], settings: dict, out: Path) -> list[str]:
@@ -47,17 +49,20 @@ def with_settings(cmd: list[str], settings: dict, out: Path) -> list[str]:
     return cmd
 
 
-def run_once(label: str, cmd: list[str], out: Path, need_adapter: bool = False) -> bool:
-    """Run `cmd` (output to `<out>.log`) unless `out` is finished, here or kept from an
-    earlier session (`need_adapter`: here, because another run starts from its adapter);
-    keep it once finished. False when it failed."""
+def run_once(
+    label: str, cmd: list[str], out: Path, need_adapter: bool = False, threads: int = 1
+) -> bool:
+    """Run `cmd` (output to `<out>.log`) with `threads` torch threads unless `out` is
+    finished, here or kept from an earlier session (`need_adapter`: here, because another run
+    starts from its adapter); keep it once finished. False when it failed."""
     if kept.finished_here(out) or (kept.finished(out) and not need_adapter):
         kept.where(out)  # keeps a run that finished before it was kept
         return True
     out.parent.mkdir(parents=True, exist_ok=True)
     print(label, flush=True)
     with open(out.parent / f"{out.name}.log", "a") as log:
-        ok = subprocess.call(cmd, cwd=ROOT, env=ENV, stdout=log, stderr=log) == 0
+        env = ENV | {"OMP_NUM_THREADS": str(threads)}
+        ok = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log, stderr=log) == 0
     if ok and kept.finished_here(out):
         kept.keep(out)
     return ok

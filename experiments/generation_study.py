@@ -6,7 +6,7 @@
 
 Issue 15, item 5. Every run is a `blob train` (task=generate), made resumable by
 dev_runs.run_once / with_settings (skipped when finished, resumed when started); up to
-`--jobs` run at a time (one thread each), each as soon as the runs it needs have finished.
+`--jobs` run at a time (`--threads` each), each as soon as the runs it needs have finished.
 PART (`--only`, each brings the runs it needs): budget, nonsampling, sensitivity, sampling.
 
 0. budget: one MLE run on a dev split carved from the training data (20%, seed 7; DialogSum's
@@ -434,9 +434,9 @@ def selected(table: dict[str, Job], only: list[str] | None) -> list[Job]:
     return ordered
 
 
-def schedule(todo: list[Job], table: dict[str, Job], slots: int) -> int:
-    """Run the jobs, up to `slots` at a time, each when its dependencies have finished;
-    returns the number that failed or could not start."""
+def schedule(todo: list[Job], table: dict[str, Job], slots: int, threads: int = 1) -> int:
+    """Run the jobs, up to `slots` at a time with `threads` each, each when its
+    dependencies have finished; returns the number that failed or could not start."""
     pending = [j for j in todo if not finished(j.out)]
     # sampling runs start from a trained run's adapter (init_from): a run kept from an
     # earlier session without its adapter is trained again first
@@ -472,7 +472,7 @@ def schedule(todo: list[Job], table: dict[str, Job], slots: int) -> int:
                         failed.add(job.name)
                         continue
                     need = job.name in adapter_deps
-                    running[pool.submit(run_once, job.name, cmd, job.out, need)] = job
+                    running[pool.submit(run_once, job.name, cmd, job.out, need, threads)] = job
             if not running:
                 for job in pending:
                     print(f"skip {job.name}: its dependencies did not finish", flush=True)
@@ -586,7 +586,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"budget: {b['steps']} steps; estimate {estimate(size, b['steps'])['machine_h']:.1f} h"
         )
     table = jobs(size)
-    failed = schedule(selected(table, args.only), table, args.jobs)
+    failed = schedule(selected(table, args.only), table, args.jobs, args.threads)
     for line in posterior_lines(size):
         print(line)
     if args.dry_run:
@@ -678,7 +678,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         (__doc__ or "")[(__doc__ or "").index("0. budget") :].strip(),
         "",
         f"Command: `.venv/bin/python experiments/generation_study.py run` then `report`. "
-        f"{measured_on()} Settings: {json.dumps(size.settings)}.",
+        f"{measured_on(None)} Runs had one thread each, two at a time, until 2026-12-03; from "
+        f"then one at a time on two threads. Settings: {json.dumps(size.settings)}.",
         "",
     ]
     test_set = f"test, first {size.test_dialogues} dialogues x 3 references"
@@ -1126,7 +1127,12 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run")
     run.add_argument("--only", nargs="*", choices=PARTS, help="parts (with the runs they need)")
-    run.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
+    run.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    run.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads per run (--jobs 1 --threads 2: a Gemma run's peak memory, about "
+        "12 GB, twice at once overran 23 GB; one run on two threads trains as fast in all)",
+    )  # fmt: skip
     run.add_argument("--dry-run", action="store_true", help="toy size under /tmp/genstudy-dry")
     report = sub.add_parser("report")
     report.add_argument("--dry-run", action="store_true", help="report the toy-size runs")

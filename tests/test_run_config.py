@@ -1,3 +1,4 @@
+import json
 import re
 
 import pytest
@@ -13,6 +14,20 @@ def test_yaml_then_overrides(tmp_path):
     assert cfg.lr == 3e-4 and cfg.adapter.r == 4 and cfg.adapter.alpha == 32
     assert cfg.adapter.target_modules == ["query"] and cfg.eval_samples == [0, 5]
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_numbers_without_a_dot_are_numbers_in_config_files_and_saved_configs(tmp_path):
+    """PyYAML (YAML 1.1) reads `1e-4` as a string; a config file, and a run's saved
+    run_config.json given back as --config, must read it as the number it is."""
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("lr: 1e-4\nadam_eps: 1E-08\nadapter: {prior_std: 2e-1}\n")
+    cfg = load_run_config(str(cfg_file))
+    assert (cfg.lr, cfg.adam_eps, cfg.adapter.prior_std) == (1e-4, 1e-8, 0.2)
+    saved = tmp_path / "run_config.json"
+    saved.write_text(json.dumps(cfg.to_dict(), indent=2))  # as a run writes it: "1e-08"
+    assert "1e-08" in saved.read_text()
+    assert load_run_config(str(saved)) == cfg
+    assert load_run_config(None, ['output_dir="1e-4"']).output_dir == "1e-4"  # quoted: text
 
 
 @pytest.mark.parametrize(

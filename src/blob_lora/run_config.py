@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -362,13 +363,26 @@ def _spec_text(spec: Any) -> Any:
     return json.dumps(spec, sort_keys=True) if isinstance(spec, dict) else spec
 
 
-def parse_value(text: str, key: str | None = None) -> Any:
-    """Command-line values are YAML scalars or lists: 3, 1e-4, true, [q_proj, v_proj].
+class _Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where `1e-4` (no dot) is a string; configs, saved run_config.json
+    files and command-line values all write numbers that way, so here it is a float (YAML 1.2)."""
 
-    YAML 1.1 reads `3e-4` as a string; numbers written that way are numbers here.
-    """
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def parse_value(text: str, key: str | None = None) -> Any:
+    """Command-line values are YAML scalars or lists: 3, 1e-4, true, [q_proj, v_proj]."""
     try:
-        value = yaml.safe_load(text)
+        return _yaml(text)
     except yaml.YAMLError as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         name = f"{key}=" if key else "value "
@@ -376,12 +390,6 @@ def parse_value(text: str, key: str | None = None) -> Any:
             f"{name}{text!r} is not valid YAML/JSON ({first}); quote strings and close "
             'brackets, e.g. eval_samples=[0,10] or dataset=\'{"path": "f.jsonl"}\''
         ) from err
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def load_run_config(path: str | None, overrides: list[str] | None = None) -> RunConfig:
@@ -392,7 +400,7 @@ def load_run_config(path: str | None, overrides: list[str] | None = None) -> Run
         if not p.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = _yaml(p.read_text()) or {}
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
