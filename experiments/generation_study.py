@@ -870,19 +870,14 @@ def _gamma_axis(steps: int) -> list[str]:
         )
         schedule = KLSchedule("blob", n_train, batch, gamma)
         m = schedule.cycle_length
-        if m > steps:
-            md.append(
-                f"| {gamma:g} | this study's ({steps} steps, batch {batch}, kl_plan=authors) | "
-                f"{m} | 0 | 0 | {sigma0:.4f} | 1.0 | 1.00 | KL never acts; `blob train` refuses "
-                "the run |"
-            )
-            continue
         plan = plan_authors(schedule, ref0.kl_lr, steps, warmup, DEFAULT_BETA, sigma0)
+        reading = verdict(plan.predicted_sigma, plan.clock)
+        if m > steps:  # run_setup refuses such a run before anything is written
+            reading = "KL never acts; `blob train` refuses the run"
         md.append(
             f"| {gamma:g} | this study's ({steps} steps, batch {batch}, kl_plan=authors) | {m} | "
             f"{steps // m} | {plan.clock:.4f} | {plan.predicted_sigma:.4f} | "
-            f"{plan.predicted_sigma / sigma0:.1f} | {plan.mean_shrink:.2f} | "
-            f"{verdict(plan.predicted_sigma, plan.clock)} |"
+            f"{plan.predicted_sigma / sigma0:.1f} | {plan.mean_shrink:.2f} | {reading} |"
         )
     return md + [""]
 
