@@ -65,6 +65,19 @@ def test_commands_are_valid_run_configs_and_post_hoc_methods_start_from_mle(tier
     assert paper_table.command(run)[-1] == "--resume"
 
 
+@pytest.mark.parametrize("name", sorted(table_plan.TIERS))
+def test_every_committed_tier_gives_valid_run_configs(name):
+    """A typo or a conflicting key in a configs/table-*.yaml fails here, not an hour into a run."""
+    spec = table_plan.load_tier(name)
+    for task in spec["tasks"]:
+        for method in paper_table.METHODS:
+            cmd = paper_table.command(paper_table.Run(name, task, method, 0))
+            cfg = load_run_config(None, _overrides(cmd))
+            settings = table_plan.task_settings(spec, task)
+            assert cfg.method == method
+            assert cfg.kl_plan == settings.get("kl_plan", cfg.kl_plan)
+
+
 def test_plan_honours_per_task_seeds_and_settings(tier):
     runs = paper_table.plan(["tiny"], [0, 1, 2], ["mle", "blob"], None)
     seeds = {task: sorted({r.seed for r in runs if r.task == task}) for task in ("rte", "boolq")}
