@@ -1064,7 +1064,8 @@ def _plot_sensitivity(curves: dict, path: Path) -> None:
     axes[3].set_ylabel("mean sigma")
     for ax in axes:
         ax.set_xlabel("step")
-    axes[0].legend(fontsize=7)
+    # sigma's panel is empty at the upper left (sigma starts at its init); the KL panel is full
+    axes[3].legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
