@@ -70,10 +70,10 @@ def test_every_committed_tier_gives_valid_run_configs(name):
     """A typo or a conflicting key in a configs/table-*.yaml fails here, not an hour into a run."""
     spec = table_plan.load_tier(name)
     for task in spec["tasks"]:
+        settings = table_plan.task_settings(spec, task)
         for method in paper_table.METHODS:
             cmd = paper_table.command(paper_table.Run(name, task, method, 0))
             cfg = load_run_config(None, _overrides(cmd))
-            settings = table_plan.task_settings(spec, task)
             assert cfg.method == method
             assert cfg.kl_plan == settings.get("kl_plan", cfg.kl_plan)
 
