@@ -117,16 +117,21 @@ def plan(tiers: list[str], seeds: list[int], methods: list[str], tasks: list[str
     return runs
 
 
+def other_sets(task: dict) -> list:
+    """The sets a task's runs are also evaluated on: its `eval_datasets`, then its `ood`."""
+    extra = list(task.get("eval_datasets") or [])
+    if task.get("ood") and task["ood"] not in extra:
+        extra.append(task["ood"])
+    return extra
+
+
 def command(run: Run) -> list[str]:
     spec = load_tier(run.tier)
     task = spec["tasks"][run.task]
     settings = task_settings(spec, run.task)
-    extra = list(task.get("eval_datasets") or [])
-    if task.get("ood") and task["ood"] not in extra:
-        extra.append(task["ood"])
     settings |= {
         "dataset": task["dataset"],
-        "eval_datasets": extra,
+        "eval_datasets": other_sets(task),
         "method": run.method,
         "seed": run.seed,
         "output_dir": str(run.out),

@@ -11,7 +11,7 @@ import statistics
 from collections import Counter
 
 from bench.table_collect import SCORES, _ds_label, collect
-from bench.table_plan import EVAL_SAMPLES, METHODS, ROOT, SEEDS, load_tier
+from bench.table_plan import EVAL_SAMPLES, METHODS, ROOT, SEEDS, load_tier, other_sets
 from bench.table_records import provenance
 from blob_lora.report.table import mean_std_cell
 
@@ -167,11 +167,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             ]
             md += _grid(ind, columns, "trained_on", ["sigma_mean", "sigma_ratio_median"])
         for task_key, task in spec["tasks"].items():
-            ood_sets = list(task.get("eval_datasets") or [])
-            if not ood_sets:
-                continue
-            ood_sets = [_ds_label(d) for d in ood_sets]
-            sub = [r for r in mine if r["trained_on"] == task_key and r["dataset"] in ood_sets]
+            ood_sets = [_ds_label(d) for d in other_sets(task)]
+            sub = [
+                r
+                for r in mine
+                if r["trained_on"] == task_key
+                and r["dataset"] in ood_sets
+                and r.get("acc") is not None  # an OOD set with other classes: detection only
+            ]
             if sub:
                 md += [
                     "",
@@ -234,8 +237,9 @@ def _claims(ind: list[dict], mine: list[dict], spec: dict) -> list[str]:
     grids = [(c, c, _means(ind, "trained_on", c)) for c in spec["tasks"]]
     for task_key, task in spec["tasks"].items():
         trained = [r for r in mine if r["trained_on"] == task_key]
-        for ood in map(_ds_label, task.get("eval_datasets") or []):
-            grids.append((task_key, ood, _means(trained, "dataset", ood)))
+        labelled = [r for r in trained if r.get("acc") is not None]
+        for ood in map(_ds_label, other_sets(task)):
+            grids.append((task_key, ood, _means(labelled, "dataset", ood)))
     rows = []
     for trained_on, evaluated, means in grids:
         if not {n10, n0, "mle"} <= set(means):

@@ -157,6 +157,11 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     assert "| ACC (%) ↑ | map | 65.00 ± 7.07 (2) |" in md
     # the claims: equal ECE/NLL tie at rank 1 of 3; N=10 is 10 points above MLE, not within 1
     assert "| rte | rte | 1/3 | 1/3 | +10.00 | disagrees | 1/3 | agrees |  |" in md
+    # a task's `ood` set, labelled, gets its calibration grid and claim (3) as well
+    assert "### Out of distribution: trained on rte, evaluated unchanged" in md
+    ood = md.split("### Out of distribution: trained on rte")[1].split("###")[0]
+    assert "| metric | method | mrpc |" in ood and "| ACC (%) ↑ | mle | 65.00 ± 7.07 (2) |" in ood
+    assert "| rte | mrpc | 1/3 | 1/3 | +10.00 | disagrees | 1/3 | agrees | agrees |" in md
     table = json.loads((tier / "results" / "paper_table.json").read_text())
     assert len(table) == 2 * (2 + 2 + 4)
     assert {r["trained_on"] for r in table} == {"rte"}
