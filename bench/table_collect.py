@@ -1,6 +1,6 @@
-"""The report's input: the result rows of every finished run, and the OOD-detection AUROCs
-recomputed from the predictions the runs saved, kept as committed records
-(table_records). No formatting here (see table_report)."""
+"""The report's input: the result rows of every finished run, with their reliability bins,
+and the OOD-detection AUROCs, both recomputed from the predictions the runs saved, kept as
+committed records (table_records). No formatting here (see table_report)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
                     run = Run(tier, task_key, method, seed)
                     if run.trained and _newer_than_record(run):
                         record_run(run)
-                    elif map_is_mle(run) and not run.recorded:
+                    elif run.trained:
+                        add_reliability(run)
+                    elif map_is_mle(run) and _mle_record_is_newer(run):
                         relabel_mle_as_map(run)
                     record = read_record(run)
                     if record is not None:
@@ -46,6 +48,64 @@ def _newer_than_record(run: Run) -> bool:
     if not run.recorded:
         return True
     return RunDir(run.out).results("final").stat().st_mtime > run.record.stat().st_mtime
+
+
+def _mle_record_is_newer(run: Run) -> bool:
+    """A MAP record relabelled from the MLE record is rebuilt when that record changed."""
+    mle = Run(run.tier, run.task, "mle", run.seed)
+    if not run.recorded:
+        return True
+    return mle.recorded and mle.record.stat().st_mtime > run.record.stat().st_mtime
+
+
+def reliability(run: Run, row: dict) -> dict | None:
+    """The row's reliability bins (15, as its ECE) from the predictions the run saved, an
+    empty bin's mean as None; None where there is no saved prediction or no label."""
+    from safetensors.torch import load_file
+
+    from blob_lora.metrics import reliability_bins
+
+    name = f"final-{row['dataset']}-N{row['n_samples']}.safetensors"
+    path = RunDir(run.out).predictions / name
+    if row.get("acc") is None or not path.is_file():
+        return None
+    pred = load_file(str(path))
+    return bins_record(reliability_bins(pred["probs"].double().numpy(), pred["labels"].numpy()))
+
+
+def bins_record(bins) -> dict:
+    """ReliabilityBins as JSON: counts, and each bin's means (None where it is empty)."""
+
+    def means(values) -> list[float | None]:
+        return [float(v) if n else None for v, n in zip(values, bins.count, strict=True)]
+
+    return {
+        "count": bins.count.tolist(),
+        "confidence": means(bins.confidence),
+        "accuracy": means(bins.accuracy),
+    }
+
+
+def add_reliability(run: Run) -> None:
+    """Give a record written before rows carried their bins the bins of its run, where the
+    run in runs/ is the one the record was made from (the same results, row by row)."""
+    record = read_record(run)
+    if record is None or all("reliability" in r for r in record["rows"]):
+        return
+    here = json.loads(RunDir(run.out).results("final").read_text())
+    same = {(r["dataset"], r["n_samples"]): _metrics(r) for r in here}
+    rows = []
+    for r in record["rows"]:
+        if "reliability" not in r and same.get((r["dataset"], r["n_samples"])) == _metrics(r):
+            r = r | {"reliability": reliability(run, r)}
+        rows.append(r)
+    if rows != record["rows"]:
+        info = {k: v for k, v in record.items() if k not in ("rows", "detection")}
+        write_record(run, rows, record["detection"], **info)
+
+
+def _metrics(row: dict) -> tuple:
+    return tuple(row.get(k) for k in ("acc", "ece", "nll"))
 
 
 def record_run(run: Run) -> None:
@@ -63,6 +123,7 @@ def record_run(run: Run) -> None:
         {"tier": run.tier, "trained_on": run.task, **row, "model": spec["model_label"]}
         | per_run
         | meta
+        | {"reliability": reliability(run, row)}
         for row in json.loads(RunDir(run.out).results("final").read_text())
     ]
     detection = _detection_rows(run, task, spec, load_file, auroc) if task.get("ood") else []

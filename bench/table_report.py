@@ -187,6 +187,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         png = RESULTS / f"paper_table_{tier}.png"
         figure.savefig(png, dpi=110)
         md += ["", f"![ACC against ECE per method]({png.name})"]
+        labelled = [r for r in ind if r.get("acc") is not None]
+        binned = [r for r in labelled if r.get("reliability")]
+        if binned:
+            figure = _plot_reliability(ind, columns)
+            png = RESULTS / f"paper_table_{tier}_reliability.png"
+            figure.savefig(png, dpi=110)
+            md += [
+                "",
+                "Reliability: accuracy against confidence in 15 equal bins, the predictions of "
+                f"a method's runs pooled ({len(binned)} of the {len(labelled)} result rows "
+                "have their bins: a record keeps them since 2026-12-03, from the predictions "
+                "of its run); on the diagonal is calibrated, below it overconfident; bins "
+                f"under {MIN_BIN_SHARE:.0%} of the predictions are left out.",
+                "",
+                f"![Reliability per method]({png.name})",
+            ]
         det = [d for d in detection if d["tier"] == tier]
         if det:
             md += ["", "### OOD detection (AUROC, in = the task's validation inputs)", ""]
@@ -300,6 +316,64 @@ def _plot_tier(ind: list[dict], columns: list[str], title: str):
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside right center", fontsize="small")
     fig.suptitle(title)
+    return fig
+
+
+def pooled_reliability(rows: list[dict]) -> tuple[list[float], list[float], list[int]]:
+    """(confidence, accuracy, count) of the non-empty bins of several runs' reliability
+    bins, pooled as if their predictions were one set (count-weighted means)."""
+    first = rows[0]["reliability"]["count"]
+    count, conf, acc = [0] * len(first), [0.0] * len(first), [0.0] * len(first)
+    for r in rows:
+        bins = r["reliability"]
+        for i, n in enumerate(bins["count"]):
+            if n:
+                count[i] += n
+                conf[i] += n * bins["confidence"][i]
+                acc[i] += n * bins["accuracy"][i]
+    full = [i for i, n in enumerate(count) if n]
+    return (
+        [conf[i] / count[i] for i in full],
+        [acc[i] / count[i] for i in full],
+        [count[i] for i in full],
+    )
+
+
+MIN_BIN_SHARE = 0.02  # a bin under 2% of the predictions is noise in the plot
+
+
+def _plot_reliability(ind: list[dict], columns: list[str]):
+    """One panel per task: each method's reliability curve over the runs whose predictions
+    were at hand, pooled; MLE and BLoB drawn bold, the other methods thin."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2.2 + 3.4 * len(columns), 3.9), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    colors = {label: f"C{i}" for i, label in enumerate(LABELS)}
+    for ax, col in zip(axes, columns, strict=True):
+        ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
+        for label, mine in _by_label(ind, "trained_on", col).items():
+            mine = [r for r in mine if r.get("reliability")]
+            if not mine:
+                continue
+            conf, acc, count = pooled_reliability(mine)
+            keep = [i for i, n in enumerate(count) if n >= MIN_BIN_SHARE * sum(count)]
+            bold = label == "mle" or label.startswith("blob")
+            ax.plot(
+                [conf[i] for i in keep], [acc[i] for i in keep], marker="o", label=label,
+                color=colors[label], lw=2.2 if bold else 0.9, alpha=1.0 if bold else 0.55,
+                markersize=4 if bold else 2,
+            )  # fmt: skip
+        ax.set_title(col)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right center", fontsize="small")
     return fig
 
 

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from bench import paper_table, table_collect, table_plan, table_report, table_run, table_status
-from blob_lora.metrics import auroc
+from blob_lora.metrics import auroc, reliability_bins
 from blob_lora.run_config import load_run_config
 
 
@@ -179,6 +179,39 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     row = next(d for d in blob10 if d["seed"] == 0)
     assert row["auroc_mutual_information"] == pytest.approx(expect)
     assert "auroc_mutual_information" not in next(d for d in detection if d["n_samples"] == 0)
+    # each row carries the reliability bins of the predictions its run saved
+    blob0 = json.loads(paper_table.Run("tiny", "rte", "blob", 0).record.read_text())
+    row = next(r for r in blob0["rows"] if r["dataset"] == "rte" and r["n_samples"] == 10)
+    bins = reliability_bins(a["probs"].double().numpy(), a["labels"].numpy())
+    assert row["reliability"]["count"] == bins.count.tolist() and sum(bins.count) == 20
+    full = bins.count > 0
+    assert [c for c in row["reliability"]["confidence"] if c is not None] == pytest.approx(
+        bins.confidence[full].tolist()
+    )
+    empty = [c for c, n in zip(row["reliability"]["confidence"], bins.count, strict=True) if not n]
+    assert all(c is None for c in empty)
+    rel = tier / "results" / "paper_table_tiny_reliability.png"
+    assert (
+        rel.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "(paper_table_tiny_reliability.png)" in md
+    )
+    # a record written before rows had bins gets them from its run on the next report
+    mle0 = paper_table.Run("tiny", "rte", "mle", 0)
+    old = json.loads(mle0.record.read_text())
+    stripped = [{k: v for k, v in r.items() if k != "reliability"} for r in old["rows"]]
+    mle0.record.write_text(json.dumps(old | {"rows": stripped}))
+    assert paper_table.main(["report", "--tiers", "tiny"]) == 0
+    assert json.loads(mle0.record.read_text()) == old
+    # ... but not from a run in runs/ whose results are not the record's (another budget)
+    results = mle0.out / "results-final.json"
+    changed = json.loads(results.read_text())
+    changed[0]["acc"] += 1.0
+    results.write_text(json.dumps(changed))
+    os.utime(results, (1, 1))  # older than the record: the record stays the run's result
+    mle0.record.write_text(json.dumps(old | {"rows": stripped}))
+    assert paper_table.main(["report", "--tiers", "tiny"]) == 0
+    rows = json.loads(mle0.record.read_text())["rows"]
+    assert ["reliability" in r for r in rows] == [False, True]
+    mle0.record.write_text(json.dumps(old))
     # a new session has no runs/: the committed records give the same report
     import shutil
 
@@ -358,3 +391,19 @@ def test_timed_run_adds_the_time_of_interrupted_starts(tmp_path, monkeypatch):
         [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), log, partial
     )
     assert code == 3 and json.loads(partial.read_text())["wall_s"] == pytest.approx(took, abs=0.1)
+
+
+def test_pooled_reliability_is_the_reliability_of_the_pooled_predictions():
+    gen = torch.Generator().manual_seed(3)
+    probs = torch.softmax(3 * torch.randn(200, 3, generator=gen, dtype=torch.float64), -1)
+    labels = torch.randint(0, 3, (200,), generator=gen)
+    rows = []
+    for part in (slice(0, 70), slice(70, 200)):
+        bins = reliability_bins(probs[part].numpy(), labels[part].numpy())
+        rows.append({"reliability": table_collect.bins_record(bins)})
+    conf, acc, count = table_report.pooled_reliability(rows)
+    whole = reliability_bins(probs.numpy(), labels.numpy())
+    full = whole.count > 0
+    assert count == whole.count[full].tolist()
+    assert conf == pytest.approx(whole.confidence[full].tolist())
+    assert acc == pytest.approx(whole.accuracy[full].tolist())
