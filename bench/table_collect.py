@@ -5,6 +5,7 @@ committed records (table_records). No formatting here (see table_report)."""
 from __future__ import annotations
 
 import json
+import math
 
 from bench.table_plan import EVAL_SAMPLES, METHODS, SEEDS, Run, load_tier
 from bench.table_records import (
@@ -33,8 +34,8 @@ def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
                         record_run(run)
                     elif run.trained:
                         add_reliability(run)
-                    elif map_is_mle(run) and _mle_record_is_newer(run):
-                        relabel_mle_as_map(run)
+                    elif map_is_mle(run) and _is_relabelled_or_missing(run):
+                        relabel_mle_as_map(run)  # writes only what changed
                     record = read_record(run)
                     if record is not None:
                         rows += record["rows"]
@@ -50,12 +51,11 @@ def _newer_than_record(run: Run) -> bool:
     return RunDir(run.out).results("final").stat().st_mtime > run.record.stat().st_mtime
 
 
-def _mle_record_is_newer(run: Run) -> bool:
-    """A MAP record relabelled from the MLE record is rebuilt when that record changed."""
-    mle = Run(run.tier, run.task, "mle", run.seed)
-    if not run.recorded:
-        return True
-    return mle.recorded and mle.record.stat().st_mtime > run.record.stat().st_mtime
+def _is_relabelled_or_missing(run: Run) -> bool:
+    """A MAP record made from the MLE record follows it; a trained MAP run's record (from
+    before MAP was relabelled) is never replaced."""
+    record = read_record(run)
+    return record is None or record.get("same_as") == "mle"
 
 
 def reliability(run: Run, row: dict) -> dict | None:
@@ -70,7 +70,13 @@ def reliability(run: Run, row: dict) -> dict | None:
     if row.get("acc") is None or not path.is_file():
         return None
     pred = load_file(str(path))
-    return bins_record(reliability_bins(pred["probs"].double().numpy(), pred["labels"].numpy()))
+    probs, labels = pred["probs"].double().numpy(), pred["labels"].numpy()
+    bins = reliability_bins(probs, labels)
+    acc = 100.0 * float((probs.argmax(1) == labels).mean())
+    if not (math.isclose(100.0 * bins.ece, row["ece"], abs_tol=1e-6)
+            and math.isclose(acc, row["acc"], abs_tol=1e-6)):  # fmt: skip
+        return None  # a prediction file that is not the row's (a re-evaluation cut short)
+    return bins_record(bins)
 
 
 def bins_record(bins) -> dict:
@@ -105,7 +111,9 @@ def add_reliability(run: Run) -> None:
 
 
 def _metrics(row: dict) -> tuple:
-    return tuple(row.get(k) for k in ("acc", "ece", "nll"))
+    """The row's results, NaN made comparable (a diverged run's NaN equals itself)."""
+    return tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in
+                 (row.get(k) for k in ("acc", "ece", "nll")))  # fmt: skip
 
 
 def record_run(run: Run) -> None:

@@ -57,7 +57,10 @@ def relabel_mle_as_map(run: Run) -> bool:
         return False
     rows = [r | {"method": "map", "machine_s": 0.0, "starts": 0} for r in mle["rows"]]
     detection = [r | {"method": "map"} for r in mle["detection"]]
-    write_record(run, rows, detection, machine_s=0.0, starts=0, same_as="mle")
+    record = {"rows": rows, "detection": detection, "machine_s": 0.0, "starts": 0,
+              "same_as": "mle"}  # fmt: skip
+    if read_record(run) != record:  # unchanged records are not rewritten
+        write_record(run, rows, detection, machine_s=0.0, starts=0, same_as="mle")
     return True
 
 

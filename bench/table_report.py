@@ -181,7 +181,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                     f"### Out of distribution: trained on {task_key}, evaluated unchanged",
                     "",
                 ]
-                md += _grid(sub, ood_sets, "dataset", ["acc", "ece", "nll"])
+                present = [d for d in ood_sets if any(r["dataset"] == d for r in sub)]
+                md += _grid(sub, present, "dataset", ["acc", "ece", "nll"])
         md += _claims(ind, mine, spec)
         figure = _plot_tier(ind, columns, spec["model_label"])
         png = RESULTS / f"paper_table_{tier}.png"
@@ -189,6 +190,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         md += ["", f"![ACC against ECE per method]({png.name})"]
         labelled = [r for r in ind if r.get("acc") is not None]
         binned = [r for r in labelled if r.get("reliability")]
+        (RESULTS / f"paper_table_{tier}_reliability.png").unlink(missing_ok=True)
         if binned:
             figure = _plot_reliability(ind, columns)
             png = RESULTS / f"paper_table_{tier}_reliability.png"
@@ -197,8 +199,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 "",
                 "Reliability: accuracy against confidence in 15 equal bins, the predictions of "
                 f"a method's runs pooled ({len(binned)} of the {len(labelled)} result rows "
-                "have their bins: a record keeps them since 2026-12-03, from the predictions "
-                "of its run); on the diagonal is calibrated, below it overconfident; bins "
+                "have their bins, which a record takes from its run's saved predictions); on "
+                "the diagonal is calibrated, below it overconfident; bins "
                 f"under {MIN_BIN_SHARE:.0%} of the predictions are left out.",
                 "",
                 f"![Reliability per method]({png.name})",

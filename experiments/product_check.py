@@ -35,10 +35,18 @@ from blob_lora.report.table import mean_std_cell  # noqa: E402
 ROOT = kept.ROOT
 RUNS = ROOT / "runs" / "product-check"
 RESULTS = ROOT / "bench" / "results"
-# the tiers checked, the table BLoB's KL setting as its row is labelled, and default tasks
+# the tiers checked: the labels of the table's BLoB row and of the product's, default tasks
 TIERS = {
-    "minilm-regime": ("blob, paper preset, clock 0.1", ["trec", "mrpc"]),
-    "gemma-overconfident": ("blob, paper preset, the authors' KL schedule", ["rte-qa"]),
+    "minilm-regime": (
+        "blob, paper preset, clock 0.1",
+        "blob, clock 0.2, one sample per input",
+        ["trec", "mrpc"],
+    ),
+    "gemma-overconfident": (
+        "blob, paper preset, the authors' KL schedule",
+        "blob, budget KL plan at clock 0.2, one sample per input",
+        ["rte-qa"],
+    ),
 }
 # the paper preset's settings, written out, less the ones the product changed
 PRODUCT_DEFAULTS = {
@@ -98,7 +106,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         finals = {
             "mle": [records / f"mle-s{s}.json" for s in args.seeds],
             TIERS[args.tier][0]: [records / f"blob-s{s}.json" for s in args.seeds],
-            "blob, clock 0.2, one sample per input": [
+            TIERS[args.tier][1]: [
                 kept.where(out_dir(args.tier, task, s)) / "results-final.json" for s in args.seeds
             ],
         }
@@ -140,7 +148,7 @@ def main() -> int:
         p.add_argument("--tasks", nargs="*", help="default: the tier's checked tasks")
         p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     args = parser.parse_args()
-    args.tasks = args.tasks or TIERS[args.tier][1]
+    args.tasks = args.tasks or TIERS[args.tier][2]
     return cmd_run(args) if args.command == "run" else cmd_report(args)
 
 

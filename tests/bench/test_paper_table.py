@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from bench import paper_table, table_collect, table_plan, table_report, table_run, table_status
-from blob_lora.metrics import auroc, reliability_bins
+from blob_lora.metrics import accuracy, auroc, ece, nll, reliability_bins
 from blob_lora.run_config import load_run_config
 
 
@@ -179,28 +179,64 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     row = next(d for d in blob10 if d["seed"] == 0)
     assert row["auroc_mutual_information"] == pytest.approx(expect)
     assert "auroc_mutual_information" not in next(d for d in detection if d["n_samples"] == 0)
-    # each row carries the reliability bins of the predictions its run saved
-    blob0 = json.loads(paper_table.Run("tiny", "rte", "blob", 0).record.read_text())
-    row = next(r for r in blob0["rows"] if r["dataset"] == "rte" and r["n_samples"] == 10)
-    bins = reliability_bins(a["probs"].double().numpy(), a["labels"].numpy())
-    assert row["reliability"]["count"] == bins.count.tolist() and sum(bins.count) == 20
+    # the fake rows' ECE is not their predictions': no bins, rather than bins of other data
+    records = [json.loads(f.read_text()) for f in (tier / "records").rglob("*.json")]
+    assert len(records) == 6 and all(
+        r["reliability"] is None for rec in records for r in rec["rows"]
+    )
+    assert not (tier / "results" / "paper_table_tiny_reliability.png").exists()
+    # a new session has no runs/: the committed records give the same report
+    import shutil
+
+    shutil.rmtree(tier / "runs")
+    assert paper_table.main(["report", "--tiers", "tiny"]) == 0
+    assert (tier / "results" / "paper_table.md").read_text() == md
+    assert json.loads((tier / "results" / "paper_table.json").read_text()) == table
+
+
+def _consistent_run(run, gen, sharpness):
+    """A finished fake run whose result rows are computed from the predictions it saved."""
+    probs = torch.softmax(sharpness * torch.randn(40, 2, generator=gen), -1)
+    labels = torch.randint(0, 2, (40,), generator=gen)
+    p, y = probs.double().numpy(), labels.numpy()
+    row = {"model": "minilm", "dataset": "rte", "method": run.method, "n_samples": 0,
+           "seed": run.seed, "steps": 7, "acc": 100 * accuracy(p, y), "ece": 100 * ece(p, y),
+           "nll": nll(p, y), "majority_acc": 50.0}  # fmt: skip
+    preds = {"probs": probs, "labels": labels, "mutual_information": torch.zeros(40)}
+    _fake_run(run, [row], {"final-rte-N0.safetensors": preds})
+    return p, y
+
+
+def test_records_carry_reliability_bins_and_the_report_plots_them(tier):
+    gen = torch.Generator().manual_seed(5)
+    mle0, map0, mle1 = (paper_table.Run("tiny", "rte", m, s) for m, s in
+                        (("mle", 0), ("map", 0), ("mle", 1)))  # fmt: skip
+    p, y = _consistent_run(mle0, gen, 6.0)
+    _consistent_run(mle1, gen, 2.0)
+    assert paper_table.main(["report", "--tiers", "tiny"]) == 0
+    old = json.loads(mle0.record.read_text())
+    bins = reliability_bins(p, y)
+    got = old["rows"][0]["reliability"]
+    assert got["count"] == bins.count.tolist() and sum(got["count"]) == 40
     full = bins.count > 0
-    assert [c for c in row["reliability"]["confidence"] if c is not None] == pytest.approx(
+    assert [c for c in got["confidence"] if c is not None] == pytest.approx(
         bins.confidence[full].tolist()
     )
-    empty = [c for c, n in zip(row["reliability"]["confidence"], bins.count, strict=True) if not n]
-    assert all(c is None for c in empty)
-    rel = tier / "results" / "paper_table_tiny_reliability.png"
-    assert (
-        rel.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "(paper_table_tiny_reliability.png)" in md
-    )
-    # a record written before rows had bins gets them from its run on the next report
-    mle0 = paper_table.Run("tiny", "rte", "mle", 0)
-    old = json.loads(mle0.record.read_text())
+    assert all(c is None for c, n in zip(got["confidence"], bins.count, strict=True) if not n)
+    md = (tier / "results" / "paper_table.md").read_text()
+    png = tier / "results" / "paper_table_tiny_reliability.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({png.name})" in md
+    assert "(4 of the 4 result rows have their bins" in md  # mle and map, 2 seeds
+    # MAP (its decay lost at this lr) is the MLE record relabelled, bins included
+    assert json.loads(map0.record.read_text())["rows"][0]["reliability"] == got
+    # a record written before rows had bins gets them from its run on the next report,
+    # and the MAP record made from it follows
     stripped = [{k: v for k, v in r.items() if k != "reliability"} for r in old["rows"]]
     mle0.record.write_text(json.dumps(old | {"rows": stripped}))
+    map0.record.write_text(json.dumps(json.loads(map0.record.read_text()) | {"rows": []}))
     assert paper_table.main(["report", "--tiers", "tiny"]) == 0
     assert json.loads(mle0.record.read_text()) == old
+    assert json.loads(map0.record.read_text())["rows"][0]["reliability"] == got
     # ... but not from a run in runs/ whose results are not the record's (another budget)
     results = mle0.out / "results-final.json"
     changed = json.loads(results.read_text())
@@ -209,16 +245,13 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     os.utime(results, (1, 1))  # older than the record: the record stays the run's result
     mle0.record.write_text(json.dumps(old | {"rows": stripped}))
     assert paper_table.main(["report", "--tiers", "tiny"]) == 0
-    rows = json.loads(mle0.record.read_text())["rows"]
-    assert ["reliability" in r for r in rows] == [False, True]
-    mle0.record.write_text(json.dumps(old))
-    # a new session has no runs/: the committed records give the same report
-    import shutil
-
-    shutil.rmtree(tier / "runs")
+    assert "reliability" not in json.loads(mle0.record.read_text())["rows"][0]
+    # a MAP record from a trained MAP run (no same_as) is never replaced by the MLE's
+    trained_map = {"rows": [{**old["rows"][0], "method": "map", "acc": 1.0}], "detection": [],
+                   "machine_s": 600.0, "starts": 1}  # fmt: skip
+    map0.record.write_text(json.dumps(trained_map))
     assert paper_table.main(["report", "--tiers", "tiny"]) == 0
-    assert (tier / "results" / "paper_table.md").read_text() == md
-    assert json.loads((tier / "results" / "paper_table.json").read_text()) == table
+    assert json.loads(map0.record.read_text()) == trained_map
 
 
 def test_map_whose_decay_rounds_away_is_the_mle_run_relabelled_not_trained(tier, monkeypatch):
@@ -407,3 +440,9 @@ def test_pooled_reliability_is_the_reliability_of_the_pooled_predictions():
     assert count == whole.count[full].tolist()
     assert conf == pytest.approx(whole.confidence[full].tolist())
     assert acc == pytest.approx(whole.accuracy[full].tolist())
+
+
+def test_a_diverged_rows_nan_results_still_match_their_run():
+    row = {"acc": 50.0, "ece": float("nan"), "nll": float("nan")}
+    assert table_collect._metrics(row) == table_collect._metrics(json.loads(json.dumps(row)))
+    assert table_collect._metrics(row) != table_collect._metrics(row | {"acc": 51.0})
