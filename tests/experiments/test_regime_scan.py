@@ -45,3 +45,13 @@ def test_a_scan_whose_nll_still_falls_at_its_end_is_marked_too_short():
            "mle_dev_ece": 20.5, "mle_dev_nll": 0.544, "steps": 600, "epochs": 2.2,
            "learned": True, "min_nll_step": 600, "min_nll": 0.544, "scan_complete": False}  # fmt: skip
     assert "600 (0.544), too short" in regime_scan._md_row(row)
+
+
+def test_the_report_knows_the_budget_each_committed_table_tier_trains():
+    budgets = regime_scan.table_budgets()
+    assert budgets[("gemma-270m", "rte-qa")] == ("gemma-overconfident", 1100)
+    assert budgets[("minilm", "mrpc")] == ("minilm-regime", 800)
+    row = {"steps": 400, "table_steps": 1100, "table_tier": "gemma-overconfident"}
+    assert regime_scan._in_table(row) == "1100, tier gemma-overconfident"
+    assert regime_scan._in_table(row | {"steps": 1100}).endswith("(this budget)")
+    assert regime_scan._in_table({"steps": 700, "table_steps": None}) == "–"
