@@ -63,7 +63,7 @@ def reliability(run: Run, row: dict) -> dict | None:
     empty bin's mean as None; None where there is no saved prediction or no label."""
     from safetensors.torch import load_file
 
-    from blob_lora.metrics import reliability_bins
+    from blob_lora.metrics import accuracy, reliability_bins
 
     name = f"final-{row['dataset']}-N{row['n_samples']}.safetensors"
     path = RunDir(run.out).predictions / name
@@ -72,9 +72,8 @@ def reliability(run: Run, row: dict) -> dict | None:
     pred = load_file(str(path))
     probs, labels = pred["probs"].double().numpy(), pred["labels"].numpy()
     bins = reliability_bins(probs, labels)
-    acc = 100.0 * float((probs.argmax(1) == labels).mean())
     if not (math.isclose(100.0 * bins.ece, row["ece"], abs_tol=1e-6)
-            and math.isclose(acc, row["acc"], abs_tol=1e-6)):  # fmt: skip
+            and math.isclose(100.0 * accuracy(probs, labels), row["acc"], abs_tol=1e-6)):  # fmt: skip
         return None  # a prediction file that is not the row's (a re-evaluation cut short)
     return bins_record(bins)
 
@@ -106,8 +105,7 @@ def add_reliability(run: Run) -> None:
             r = r | {"reliability": reliability(run, r)}
         rows.append(r)
     if rows != record["rows"]:
-        info = {k: v for k, v in record.items() if k not in ("rows", "detection")}
-        write_record(run, rows, record["detection"], **info)
+        write_record(run, **(record | {"rows": rows}))
 
 
 def _metrics(row: dict) -> tuple:

@@ -60,7 +60,7 @@ def relabel_mle_as_map(run: Run) -> bool:
     record = {"rows": rows, "detection": detection, "machine_s": 0.0, "starts": 0,
               "same_as": "mle"}  # fmt: skip
     if read_record(run) != record:  # unchanged records are not rewritten
-        write_record(run, rows, detection, machine_s=0.0, starts=0, same_as="mle")
+        write_record(run, **record)
     return True
 
 

@@ -190,11 +190,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         md += ["", f"![ACC against ECE per method]({png.name})"]
         labelled = [r for r in ind if r.get("acc") is not None]
         binned = [r for r in labelled if r.get("reliability")]
-        (RESULTS / f"paper_table_{tier}_reliability.png").unlink(missing_ok=True)
+        png = RESULTS / f"paper_table_{tier}_reliability.png"
+        png.unlink(missing_ok=True)  # none left from an earlier report when no row has bins
         if binned:
-            figure = _plot_reliability(ind, columns)
-            png = RESULTS / f"paper_table_{tier}_reliability.png"
-            figure.savefig(png, dpi=110)
+            _plot_reliability(ind, columns).savefig(png, dpi=110)
             md += [
                 "",
                 "Reliability: accuracy against confidence in 15 equal bins, the predictions of "

@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,14 +36,19 @@ from blob_lora.report.table import mean_std_cell  # noqa: E402
 ROOT = kept.ROOT
 RUNS = ROOT / "runs" / "product-check"
 RESULTS = ROOT / "bench" / "results"
-# the tiers checked: the labels of the table's BLoB row and of the product's, default tasks
+
+
+class TierCheck(NamedTuple):
+    table_label: str  # the table's BLoB row
+    product_label: str  # the same run under the product's defaults
+    tasks: list[str]  # checked by default
+
+
 TIERS = {
-    "minilm-regime": (
-        "blob, paper preset, clock 0.1",
-        "blob, clock 0.2, one sample per input",
-        ["trec", "mrpc"],
+    "minilm-regime": TierCheck(
+        "blob, paper preset, clock 0.1", "blob, clock 0.2, one sample per input", ["trec", "mrpc"]
     ),
-    "gemma-overconfident": (
+    "gemma-overconfident": TierCheck(
         "blob, paper preset, the authors' KL schedule",
         "blob, budget KL plan at clock 0.2, one sample per input",
         ["rte-qa"],
@@ -105,8 +111,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         records = table_plan.RECORDS / args.tier / task
         finals = {
             "mle": [records / f"mle-s{s}.json" for s in args.seeds],
-            TIERS[args.tier][0]: [records / f"blob-s{s}.json" for s in args.seeds],
-            TIERS[args.tier][1]: [
+            TIERS[args.tier].table_label: [records / f"blob-s{s}.json" for s in args.seeds],
+            TIERS[args.tier].product_label: [
                 kept.where(out_dir(args.tier, task, s)) / "results-final.json" for s in args.seeds
             ],
         }
@@ -148,7 +154,7 @@ def main() -> int:
         p.add_argument("--tasks", nargs="*", help="default: the tier's checked tasks")
         p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     args = parser.parse_args()
-    args.tasks = args.tasks or TIERS[args.tier][2]
+    args.tasks = args.tasks or TIERS[args.tier].tasks
     return cmd_run(args) if args.command == "run" else cmd_report(args)
 
 

@@ -190,6 +190,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         majority = _majority(task)
         n_train = _n_train(task)
         batch = TASKS[task][0]["batch_size"]
+        table_budget = in_table.get((TASKS[task][0]["model"], task), (None, None))
         for lr in SCANS[task]:
             points = curve(task, lr) or next(
                 (r["curve"] for r in earlier if r["dataset"] == task and r["lr"] == lr), []
@@ -215,8 +216,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 "min_nll": round(lowest_nll["nll"], 4),
                 "scan_steps": SCANS[task][lr][0],
                 "scan_complete": complete,
-                "table_tier": in_table.get((TASKS[task][0]["model"], task), (None, None))[0],
-                "table_steps": in_table.get((TASKS[task][0]["model"], task), (None, None))[1],
+                **dict(zip(("table_tier", "table_steps"), table_budget, strict=True)),
                 "curve": [
                     {k: round(p[k], 4) for k in ("acc", "ece", "nll")} | {"step": p["step"]}
                     for p in points
