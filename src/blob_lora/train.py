@@ -12,6 +12,7 @@ run_checkpoints, evaluation, run_files, batches - and `Runner` puts them togethe
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from .kl_plan import KLPlan, init_sigma_mean
 from .methods import get_method
 from .methods.base import PostTrainContext
 from .posterior_stats import health_line, health_warnings, sigma_stats
+from .precision import slow_precision_warning
 from .run_checkpoints import CheckpointMixin
 from .run_config import RunConfig
 from .run_files import (
@@ -111,6 +113,9 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
                 mixed_precision="no",  # ours is `precision`: accelerate's would scale losses
             )
         self.acc = accelerator
+        if (slow := slow_precision_warning(cfg.precision, accelerator.device)) is not None:
+            if accelerator.is_main_process:
+                print(slow, file=sys.stderr, flush=True)
         self.setup: Setup | None = None
         self.trained_steps = cfg.max_steps
         self._train_sizes: list[int] | None = None  # text sizes, for group_by_length
