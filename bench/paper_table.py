@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (run)")
     parser.add_argument("--threads", type=int, help="torch threads per run (default cores/jobs)")
+    parser.add_argument(
+        "--allow-slow-precision",
+        action="store_true",
+        help="run a bf16 tier on a CPU without native bf16 all the same (run)",
+    )
     args = parser.parse_args(argv)
     return {"run": cmd_run, "status": cmd_status, "report": cmd_report}[args.action](args)
 

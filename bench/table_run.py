@@ -13,10 +13,22 @@ import threading
 import time
 from pathlib import Path
 
+import torch
+
 from bench.table_collect import record_run
-from bench.table_plan import NEEDS_MLE, POST_HOC, ROOT, Run, command, plan
+from bench.table_plan import (
+    NEEDS_MLE,
+    POST_HOC,
+    ROOT,
+    Run,
+    command,
+    load_tier,
+    plan,
+    task_settings,
+)
 from bench.table_records import map_is_mle, relabel_mle_as_map
 from blob_lora.atomic import write_text_atomic
+from blob_lora.precision import slow_precision_warning
 from blob_lora.run_files import RunDir
 
 MAP_NOTE = "MAP's weight decay rounds away in fp32 at this lr: bit for bit the same run"
@@ -35,6 +47,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     todo = [r for r in runs if not r.done]
     print(f"{len(runs) - len(todo)} of {len(runs)} runs done; {len(todo)} to go", flush=True)
+    slow = slow_precision_tiers(todo)
+    if slow and not args.allow_slow_precision:
+        print(
+            f"error: tier {', '.join(slow)} runs precision=bf16, and this machine has no GPU "
+            "and a CPU without native bf16 (tens of times slower than fp32, and machine-time "
+            "figures not comparable with the tier's others); run it on a GPU or an AVX512/AMX "
+            "CPU, or pass --allow-slow-precision",
+            file=sys.stderr,
+        )
+        return 2
     todo = _with_local_mle(todo)
     retrain = {r for r in todo if r.done}  # MLE runs trained again for their adapter
     failed: list[Run] = []
@@ -102,6 +124,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print("failed: " + ", ".join(str(r.out) for r in failed), file=sys.stderr)
     return 1 if failed else 0
+
+
+def slow_precision_tiers(runs: list[Run]) -> list[str]:
+    """The tiers of `runs` that would train in bf16 on a CPU that emulates it."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tiers = []
+    for tier in dict.fromkeys(r.tier for r in runs):
+        spec = load_tier(tier)
+        tasks = {r.task for r in runs if r.tier == tier}
+        if any(
+            slow_precision_warning(task_settings(spec, t).get("precision", "fp32"), device)
+            for t in tasks
+        ):
+            tiers.append(tier)
+    return tiers
 
 
 def _with_local_mle(todo: list[Run]) -> list[Run]:

@@ -2,7 +2,7 @@
 
 bf16 autocast is about 2x faster than fp32 on GPUs and on CPUs with native bf16 (AVX512 or
 AMX). On a CPU without it (AVX2 only) torch falls back to slow kernels: Gemma-3 270M trained
-about 40x slower than in fp32 on a 2-core AMD EPYC (bench/README.md, "Precision"). A run that
+about 45x slower than in fp32 on a 2-core AMD EPYC (bench/README.md, "bf16 autocast"). A run that
 asks for bf16 there is told so at start, with the fix; it is not refused, since the numbers
 it computes are the same.
 """

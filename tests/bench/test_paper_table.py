@@ -291,6 +291,32 @@ def test_post_hoc_run_retrains_mle_when_only_its_record_survived(tier, monkeypat
     assert started == ["mle", "la"] and la.record.is_file()
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_a_bf16_tier_is_refused_on_a_cpu_that_emulates_bf16(tier, monkeypatch, capsys, native):
+    """Unless told otherwise: it would train tens of times slower than in fp32."""
+    spec = table_plan.TIERS["tiny"]
+    spec.write_text(spec.read_text().replace("max_steps: 7", "max_steps: 7, precision: bf16"))
+    monkeypatch.setattr("blob_lora.precision.cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    started = []
+
+    def fake_timed_run(cmd, env, log, partial):
+        started.append(cmd)
+        _fake_run(paper_table.Run("tiny", "rte", "mle", 0), [], {})
+        return 0, 1.0
+
+    monkeypatch.setattr(table_run, "timed_run", fake_timed_run)
+    args = ["run", "--tiers", "tiny", "--seeds", "0", "--tasks", "rte", "--methods", "mle"]
+    code = paper_table.main(args)
+    err = capsys.readouterr().err
+    if native:
+        assert code == 0 and len(started) == 1 and "error" not in err
+        return
+    assert code == 2 and not started
+    assert "tier tiny runs precision=bf16" in err and "--allow-slow-precision" in err
+    assert paper_table.main([*args, "--allow-slow-precision"]) == 0 and len(started) == 1
+
+
 def test_a_record_from_an_earlier_budget_is_stale_not_reported_and_trained_again(
     tier, monkeypatch, capsys
 ):
