@@ -40,30 +40,43 @@ RUNS = ROOT / "runs" / "protocol-check"
 RESULTS = ROOT / "bench" / "results"
 TASK = "mrpc"
 LR = next(iter(regime_scan.SCANS[TASK]))
+TRAINING_NOISE = {"adapter.predict_sample_mode": None}  # the default before 2026-12-03
 TIE_NLL = 0.005  # dev NLL differences under this are ties (bench/README.md)
 POST_HOC = {"init_from": None, "max_steps": 0}  # init_from: the seed's MLE run (`settings`)
 # name: (point, ours or theirs, settings)
 VARIANTS = {
-    # both pinned to what they ran with: the noise and clock defaults have changed since
+    # pinned to what they ran with: the noise, prediction-noise and clock defaults have
+    # changed since (TFB too samples its A at N=10, with the training noise then)
     "noise-sequence": (
         "noise",
         "ours",
-        {"method": "blob", "adapter.sample_mode": "sequence", "kl_clock_scale": 0.1},
+        {
+            "method": "blob",
+            "adapter.sample_mode": "sequence",
+            "adapter.predict_sample_mode": "sequence",
+            "kl_clock_scale": 0.1,
+        },
     ),
     "noise-flipout": (
         "noise",
         "theirs",
-        {"method": "blob", "adapter.sample_mode": "flipout", "kl_clock_scale": 0.1},
+        {
+            "method": "blob",
+            "adapter.sample_mode": "flipout",
+            "adapter.predict_sample_mode": None,  # the training noise at N=10 too
+            "kl_clock_scale": 0.1,
+        },
     ),
     "head-train": ("head", "ours", {"method": "mle", "head": "train"}),
     "head-lora": ("head", "theirs", {"method": "mle", "head": "lora"}),
-    "tfb-log": ("tfb", "ours", {"method": "tfb", **POST_HOC}),
+    "tfb-log": ("tfb", "ours", {"method": "tfb", **POST_HOC, **TRAINING_NOISE}),
     "tfb-authors": (
         "tfb",
         "theirs",
         {
             "method": "tfb",
             **POST_HOC,
+            **TRAINING_NOISE,
             "method_options": PAPER_METHOD_OPTIONS["tfb"],
         },
     ),

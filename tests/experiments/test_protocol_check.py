@@ -67,3 +67,18 @@ def test_pair_verdicts_follow_the_rule_at_the_largest_n():
         "la": "tie",
     }
     assert verdicts["noise"]["nll_ours"] == 0.50  # read at N=10, not N=0
+
+
+def test_variants_keep_the_noise_they_were_first_measured_with():
+    """The prediction-noise default changed after seed 0: a later seed must not pick it up."""
+    for name, (train_noise, predict_noise) in {
+        "noise-sequence": ("sequence", "sequence"),
+        "noise-flipout": ("flipout", None),
+        "tfb-log": ("flipout", None),
+        "tfb-authors": ("flipout", None),
+    }.items():
+        adapter = _config(protocol_check.command(name, 1))["adapter"]
+        assert (adapter["sample_mode"], adapter.get("predict_sample_mode")) == (
+            train_noise,
+            predict_noise,
+        ), name
