@@ -104,15 +104,19 @@ def task_settings(spec: dict, task: str) -> dict:
 
 
 def plan(tiers: list[str], seeds: list[int], methods: list[str], tasks: list[str] | None):
+    """The runs of `tiers` x `seeds` x `methods`, seed by seed: a task's `seeds` and the
+    tier's `method_seeds` (a method run on fewer seeds, to fit the budget) leave some out."""
     runs = []
     for seed in seeds:
         for tier in tiers:
-            specs = load_tier(tier)["tasks"]
+            spec = load_tier(tier)
+            specs, method_seeds = spec["tasks"], spec.get("method_seeds") or {}
             for task in [t for t in tasks if t in specs] if tasks else specs:
                 if seed not in specs[task].get("seeds", SEEDS):
                     continue
                 for method in methods:
-                    runs.append(Run(tier, task, method, seed))
+                    if seed in method_seeds.get(method, SEEDS):
+                        runs.append(Run(tier, task, method, seed))
     # post-hoc methods need their MLE run: keep mle before them (it is first in METHODS)
     return runs
 

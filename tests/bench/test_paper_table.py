@@ -91,6 +91,17 @@ def test_plan_honours_per_task_seeds_and_settings(tier):
     assert limits == {"rte": None, "boolq": 5}
 
 
+def test_method_seeds_run_a_method_on_fewer_seeds(tier):
+    """A tier's `method_seeds` (the budget's way to fit) leaves those runs out of the plan,
+    and so out of `run` and the status projection, for that method only."""
+    spec = table_plan.TIERS["tiny"]
+    spec.write_text(spec.read_text() + "method_seeds: {blob: [0, 1]}\n")
+    runs = paper_table.plan(["tiny"], [0, 1, 2], ["mle", "blob"], ["rte"])
+    assert [(r.method, r.seed) for r in runs] == [
+        ("mle", 0), ("blob", 0), ("mle", 1), ("blob", 1), ("mle", 2)
+    ]  # fmt: skip
+
+
 def _fake_run(run, rows, preds):
     run.out.mkdir(parents=True, exist_ok=True)
     (run.out / "results-final.json").write_text(json.dumps(rows))
