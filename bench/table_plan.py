@@ -110,15 +110,29 @@ def plan(tiers: list[str], seeds: list[int], methods: list[str], tasks: list[str
     for seed in seeds:
         for tier in tiers:
             spec = load_tier(tier)
-            specs, method_seeds = spec["tasks"], spec.get("method_seeds") or {}
+            specs, method_seeds = spec["tasks"], _method_seeds(tier, spec)
             for task in [t for t in tasks if t in specs] if tasks else specs:
                 if seed not in specs[task].get("seeds", SEEDS):
                     continue
                 for method in methods:
-                    if seed in method_seeds.get(method, SEEDS):
+                    if method not in method_seeds or seed in method_seeds[method]:
                         runs.append(Run(tier, task, method, seed))
     # post-hoc methods need their MLE run: keep mle before them (it is first in METHODS)
     return runs
+
+
+def _method_seeds(tier: str, spec: dict) -> dict[str, list[int]]:
+    """The tier's `method_seeds`, checked: known methods, each with a list of seeds."""
+    out = spec.get("method_seeds") or {}
+    for method, seeds in out.items():
+        if method not in METHODS:
+            raise ValueError(
+                f"tier {tier}: method_seeds names unknown method {method!r}; known: "
+                + ", ".join(METHODS)
+            )
+        if not isinstance(seeds, list) or not all(isinstance(x, int) for x in seeds):
+            raise ValueError(f"tier {tier}: method_seeds.{method} must be a list of seeds")
+    return out
 
 
 def other_sets(task: dict) -> list:

@@ -30,6 +30,7 @@ from bench.table_records import map_is_mle, relabel_mle_as_map
 from blob_lora.atomic import write_text_atomic
 from blob_lora.precision import slow_precision_warning
 from blob_lora.run_files import RunDir
+from blob_lora.train import no_accelerator
 
 MAP_NOTE = "MAP's weight decay rounds away in fp32 at this lr: bit for bit the same run"
 
@@ -128,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def slow_precision_tiers(runs: list[Run]) -> list[str]:
     """The tiers of `runs` that would train in bf16 on a CPU that emulates it."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device("cpu" if no_accelerator() else "cuda")  # any accelerator: not a CPU
     tiers = []
     for tier in dict.fromkeys(r.tier for r in runs):
         spec = load_tier(tier)

@@ -40,7 +40,9 @@ RUNS = ROOT / "runs" / "protocol-check"
 RESULTS = ROOT / "bench" / "results"
 TASK = "mrpc"
 LR = next(iter(regime_scan.SCANS[TASK]))
-TRAINING_NOISE = {"adapter.predict_sample_mode": None}  # the default before 2026-12-03
+# TFB ran before the training-noise default became flipout (2026-12-02 07:46), and before
+# the prediction noise got a default of its own: one sample per sequence, for both
+TFB_NOISE = {"adapter.sample_mode": "sequence", "adapter.predict_sample_mode": None}
 TIE_NLL = 0.005  # dev NLL differences under this are ties (bench/README.md)
 POST_HOC = {"init_from": None, "max_steps": 0}  # init_from: the seed's MLE run (`settings`)
 # name: (point, ours or theirs, settings)
@@ -69,14 +71,14 @@ VARIANTS = {
     ),
     "head-train": ("head", "ours", {"method": "mle", "head": "train"}),
     "head-lora": ("head", "theirs", {"method": "mle", "head": "lora"}),
-    "tfb-log": ("tfb", "ours", {"method": "tfb", **POST_HOC, **TRAINING_NOISE}),
+    "tfb-log": ("tfb", "ours", {"method": "tfb", **POST_HOC, **TFB_NOISE}),
     "tfb-authors": (
         "tfb",
         "theirs",
         {
             "method": "tfb",
             **POST_HOC,
-            **TRAINING_NOISE,
+            **TFB_NOISE,
             "method_options": PAPER_METHOD_OPTIONS["tfb"],
         },
     ),
@@ -215,7 +217,7 @@ def _seed_rows(seed: int, earlier: list[dict]) -> list[dict]:
 def pair_verdicts(rows: list[dict]) -> list[dict]:
     """Per (point, seed): each side's dev NLL and accuracy at its largest N, and which side
     the rule picks (lower NLL, accuracy within 1 point of the other side; NLL within
-    TIE_NLL is a tie, which keeps the current default)."""
+    TIE_NLL at accuracy within 1 point is a tie, which keeps the current default)."""
     best: dict[tuple[str, int, str], dict] = {}
     for r in rows:
         key = (r["point"], r["seed"], r["side"])
@@ -229,7 +231,7 @@ def pair_verdicts(rows: list[dict]) -> list[dict]:
         lower = min((ours, theirs), key=lambda r: r["nll"])
         other = theirs if lower is ours else ours
         pick = lower if lower["acc"] >= other["acc"] - 1.0 else other
-        tie = abs(ours["nll"] - theirs["nll"]) < TIE_NLL
+        tie = abs(ours["nll"] - theirs["nll"]) < TIE_NLL and abs(ours["acc"] - theirs["acc"]) <= 1
         out.append(
             {
                 "point": point,
@@ -268,6 +270,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         for v in verdicts
     ]
     seeds = sorted({r["seed"] for r in rows})
+    by_point: dict[str, dict[int, str]] = {}
+    for v in verdicts:
+        by_point.setdefault(v["point"], {})[v["seed"]] = v["better"]
+    agreement = ["| point | by seed | the seeds agree |", "|---|---|---|"]
+    agreement += [
+        f"| {point} | {', '.join(f'{s}: {b}' for s, b in picks.items())} | "
+        f"{'–' if len(picks) < 2 else ('yes' if len(set(picks.values())) == 1 else 'no')} |"
+        for point, picks in by_point.items()
+    ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "protocol_check.json").write_text(json.dumps(rows, indent=1) + "\n")
     (RESULTS / "protocol_check.md").write_text(
@@ -275,13 +286,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         + measured_on()
         + f" Seeds {', '.join(map(str, seeds))}; bench/README.md says which side became the "
         "default.\n\nEach pair at its largest N, by the rule that chose the defaults "
-        "(lower dev NLL, accuracy within 1 point; NLL within 0.005 is a tie):\n\n"
+        "(lower dev NLL, accuracy within 1 point; NLL within 0.005 at accuracy within 1 point "
+        "is a tie):\n\n"
         + "\n".join(summary)
+        + "\n\n"
+        + "\n".join(agreement)
         + "\n\nEvery row:\n\n"
         + "\n".join(lines)
         + "\n"
     )
-    print("\n".join(summary))
+    print("\n".join(summary + [""] + agreement))
     return 0
 
 

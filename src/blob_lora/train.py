@@ -109,7 +109,7 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
             _refuse_accelerate_mixed_precision()
             accelerator = Accelerator(
                 gradient_accumulation_steps=cfg.grad_accum,
-                cpu=_cpu_only(),
+                cpu=no_accelerator(),
                 mixed_precision="no",  # ours is `precision`: accelerate's would scale losses
             )
         self.acc = accelerator
@@ -287,7 +287,7 @@ _ACCELERATOR_CHECKS = (
 )
 
 
-def _cpu_only() -> bool:
+def no_accelerator() -> bool:
     """Accelerate runs several CPU processes as one job (gloo) only when told `cpu=True`;
     without it, `accelerate launch --num_processes 2` on a machine with no accelerator
     gives two independent single-process runs."""

@@ -308,7 +308,7 @@ def test_a_bf16_tier_is_refused_on_a_cpu_that_emulates_bf16(tier, monkeypatch, c
     spec = table_plan.TIERS["tiny"]
     spec.write_text(spec.read_text().replace("max_steps: 7", "max_steps: 7, precision: bf16"))
     monkeypatch.setattr("blob_lora.precision.cpu_has_native_bf16", lambda: native)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(table_run, "no_accelerator", lambda: True)
     started = []
 
     def fake_timed_run(cmd, env, log, partial):

@@ -58,6 +58,9 @@ def test_pair_verdicts_follow_the_rule_at_the_largest_n():
         # within 0.005 NLL: a tie
         _row("la", "ours", 1, 10, 75.0, 0.4903),
         _row("la", "theirs", 1, 10, 75.0, 0.4902),
+        # within 0.005 NLL but 2 points apart in accuracy: not a tie
+        _row("mcd-all", "ours", 1, 10, 77.0, 0.4943),
+        _row("mcd-all", "theirs", 1, 10, 75.0, 0.4940),
         _row("lonely", "ours", 1, 10, 75.0, 0.49),  # no other side: no verdict
     ]
     verdicts = {v["point"]: v for v in protocol_check.pair_verdicts(rows)}
@@ -65,6 +68,7 @@ def test_pair_verdicts_follow_the_rule_at_the_largest_n():
         "noise": "theirs",
         "mcd": "ours",
         "la": "tie",
+        "mcd-all": "ours",
     }
     assert verdicts["noise"]["nll_ours"] == 0.50  # read at N=10, not N=0
 
@@ -74,8 +78,8 @@ def test_variants_keep_the_noise_they_were_first_measured_with():
     for name, (train_noise, predict_noise) in {
         "noise-sequence": ("sequence", "sequence"),
         "noise-flipout": ("flipout", None),
-        "tfb-log": ("flipout", None),
-        "tfb-authors": ("flipout", None),
+        "tfb-log": ("sequence", None),
+        "tfb-authors": ("sequence", None),
     }.items():
         adapter = _config(protocol_check.command(name, 1))["adapter"]
         assert (adapter["sample_mode"], adapter.get("predict_sample_mode")) == (
