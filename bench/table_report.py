@@ -230,6 +230,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+CLAIM_METRICS = ("acc", "ece", "nll")  # what the claims rank methods on
+
+
 def _means(
     rows: list[dict], column_key: str, col: str
 ) -> tuple[dict[str, dict[str, float]], list[int]]:
@@ -240,13 +243,10 @@ def _means(
     seed_sets = [{r["seed"] for r in rs} for rs in mine.values()]
     shared = sorted(set.intersection(*seed_sets)) if seed_sets else []
     means = {
-        label: {m: statistics.fmean(r[m] for r in rs if r["seed"] in shared) for m in METRICS3}
+        label: {m: statistics.fmean(r[m] for r in rs if r["seed"] in shared) for m in CLAIM_METRICS}
         for label, rs in mine.items()
     }
     return means, shared
-
-
-METRICS3 = ("acc", "ece", "nll")
 
 
 def _rank(

@@ -44,7 +44,7 @@ LR = next(iter(regime_scan.SCANS[TASK]))
 # the prediction noise got a default of its own: one sample per sequence, for both
 TFB_NOISE = {"adapter.sample_mode": "sequence", "adapter.predict_sample_mode": None}
 TIE_NLL = 0.005  # dev NLL differences under this are ties (bench/README.md)
-POST_HOC = {"init_from": None, "max_steps": 0}  # init_from: the seed's MLE run (`settings`)
+POST_HOC = {"max_steps": 0}  # no training: these start from the seed's MLE run
 # name: (point, ours or theirs, settings)
 VARIANTS = {
     # pinned to what they ran with: the noise, prediction-noise and clock defaults have
@@ -114,9 +114,13 @@ def out_dir(name: str, seed: int = 0) -> Path:
 def settings(name: str, seed: int = 0) -> dict:
     """The variant's settings; post-hoc variants start from the seed's MLE run."""
     out = dict(VARIANTS[name][2])
-    if "init_from" in out:
+    if starts_from_mle(name):
         out["init_from"] = str(out_dir("head-lora", seed))
     return out
+
+
+def starts_from_mle(name: str) -> bool:
+    return VARIANTS[name][2].get("max_steps") == 0 and name not in SHARED_WEIGHTS
 
 
 def command(name: str, seed: int = 0) -> list[str]:
@@ -175,7 +179,7 @@ def copy_adapter(src: Path, dst: Path) -> None:
 def adapter_sources(name: str, seed: int = 0) -> list[tuple[str, list[str], Path]]:
     """The runs whose adapters `name` starts from: the seed's MLE run (post-hoc pairs,
     ensemble member 0) or the run whose weights a prediction-only variant shares."""
-    if "init_from" in VARIANTS[name][2] or name == "ens-probs":
+    if starts_from_mle(name) or name == "ens-probs":
         return [("mle", command("head-lora", seed), out_dir("head-lora", seed))]
     source = SHARED_WEIGHTS.get(name, (None, None))[0]
     return [(source, command(source, seed), out_dir(source, seed))] if source else []
