@@ -86,3 +86,27 @@ def test_variants_keep_the_noise_they_were_first_measured_with():
             train_noise,
             predict_noise,
         ), name
+
+
+def test_seeds_that_disagree_are_settled_by_the_rule_on_their_means():
+    rows = [
+        # seed 0: ours by 0.05; seed 1: a tie; seed 2: theirs by 0.011 (the head pair)
+        _row("head", "ours", 0, 0, 76.29, 0.4905),
+        _row("head", "theirs", 0, 0, 75.20, 0.5408),
+        _row("head", "ours", 1, 0, 74.11, 0.5442),
+        _row("head", "theirs", 1, 0, 73.84, 0.5459),
+        _row("head", "ours", 2, 0, 76.98, 0.4903),
+        _row("head", "theirs", 2, 0, 77.66, 0.4795),
+        # theirs has the lower mean NLL but costs 1.5 points of mean accuracy
+        _row("mcd", "ours", 0, 10, 77.0, 0.50),
+        _row("mcd", "theirs", 0, 10, 75.0, 0.49),
+        _row("mcd", "ours", 1, 10, 76.0, 0.52),
+        _row("mcd", "theirs", 1, 10, 75.0, 0.51),
+    ]
+    verdicts = protocol_check.pair_verdicts(rows)
+    assert [v["better"] for v in verdicts if v["point"] == "head"] == ["ours", "tie", "theirs"]
+    means = {m["point"]: m for m in protocol_check.mean_verdicts(verdicts)}
+    assert means["head"]["seeds"] == [0, 1, 2]
+    assert abs(means["head"]["nll_ours"] - (0.4905 + 0.5442 + 0.4903) / 3) < 1e-12
+    assert means["head"]["better"] == "ours"
+    assert means["mcd"]["better"] == "ours"
