@@ -28,19 +28,22 @@ TIERS = {
     "gemma-regime": ROOT / "configs" / "table-regime-gemma.yaml",
     # RTE-qa at its best-dev-accuracy step, where MLE has grown overconfident (issue 13)
     "gemma-overconfident": ROOT / "configs" / "table-overconfident-gemma.yaml",
+    # issue 29: the overconfident regime with a held-out calibration carve (ts, blob-ts)
+    "oc-gemma": ROOT / "configs" / "table-oc-gemma.yaml",
 }
 # what `run`, `status` and `report` do without --tiers: the current table (the first one,
 # 150 steps where the models barely learned, stays reproducible with --tiers minilm gemma)
 DEFAULT_TIERS = ["minilm-regime"]
-METHODS = tuple(REGISTRY)  # the registry's order: mle, map, mcd, ens, bbb, la, blob, tfb
-POST_HOC = ("la", "tfb")  # fitted on the MLE run's adapter
+METHODS = tuple(REGISTRY)  # the registry's order: mle, map, mcd, ens, bbb, la, blob, tfb, ...
+# post-hoc methods, each fitted on a finished run of another method (the registry says which)
+POST_HOC = {name: m.post_hoc_of for name, m in REGISTRY.items() if m.post_hoc_of}
 # Ensemble member 0 trains with the run's seed exactly as the MLE run does (same settings,
 # init and data order): it is taken from there instead of being trained again.
-NEEDS_MLE = (*POST_HOC, "ens")
+NEEDS_RUN = POST_HOC | {"ens": "mle"}
+_TABLE_SAMPLES = {"bbb": [0, 10]}  # the table also shows BBB's mean
 EVAL_SAMPLES = {
-    "mle": [0], "map": [0], "ens": [0], "mcd": [10], "bbb": [0, 10],
-    "la": [10], "blob": [0, 10], "tfb": [10],
-}  # fmt: skip
+    name: _TABLE_SAMPLES.get(name, list(m.default_eval_samples)) for name, m in REGISTRY.items()
+}
 SEEDS = (0, 1, 2)
 
 
@@ -135,6 +138,12 @@ def _method_seeds(tier: str, spec: dict) -> dict[str, list[int]]:
     return out
 
 
+def source_run(run: Run) -> Run | None:
+    """The run `run` starts from (a post-hoc method's, the ensemble's member 0), if any."""
+    source = NEEDS_RUN.get(run.method)
+    return Run(run.tier, run.task, source, run.seed) if source else None
+
+
 def other_sets(task: dict) -> list:
     """The sets a task's runs are also evaluated on: its `eval_datasets`, then its `ood`."""
     extra = list(task.get("eval_datasets") or [])
@@ -159,7 +168,8 @@ def command(run: Run) -> list[str]:
     if options:
         settings["method_options"] = dict(options)
     if run.method in POST_HOC:
-        settings |= {"init_from": str(Run(run.tier, run.task, "mle", run.seed).out), "max_steps": 0}
+        source = Run(run.tier, run.task, POST_HOC[run.method], run.seed)
+        settings |= {"init_from": str(source.out), "max_steps": 0}
     overrides = []
     for key, value in _flatten(settings):
         overrides += ["--set", f"{key}={json.dumps(value)}"]

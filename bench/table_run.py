@@ -17,13 +17,13 @@ import torch
 
 from bench.table_collect import record_run
 from bench.table_plan import (
-    NEEDS_MLE,
     POST_HOC,
     ROOT,
     Run,
     command,
     load_tier,
     plan,
+    source_run,
     task_settings,
 )
 from bench.table_records import map_is_mle, relabel_mle_as_map
@@ -58,15 +58,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    todo = _with_local_mle(todo)
-    retrain = {r for r in todo if r.done}  # MLE runs trained again for their adapter
+    todo = _with_local_sources(todo)
+    retrain = {r for r in todo if r.done}  # runs trained again for their adapter
     failed: list[Run] = []
     running: set[Run] = set()
     lock = threading.Lock()
 
     def next_run() -> Run | None:
-        """The first run whose MLE run (for post-hoc methods) is done; None when none is
-        left; waits while only runs blocked on a running MLE run remain."""
+        """The first run whose source run (a post-hoc method's, the ensemble's MLE) is
+        done; None when none is left; waits while only runs blocked on a running source
+        run remain."""
         while True:
             with lock:
                 blocked = False
@@ -82,12 +83,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                         relabel_mle_as_map(run)
                         print(f"{run.out.name}: the MLE run relabelled ({MAP_NOTE})", flush=True)
                         continue
-                    if (run.method in NEEDS_MLE or map_is_mle(run)) and not mle.trained:
-                        if mle in running or mle in todo:
+                    source = mle if map_is_mle(run) else source_run(run)
+                    if source is not None and not source.trained:
+                        if source in running or source in todo:
                             blocked = True
                             continue
                         todo.remove(run)
-                        print(f"skip {run.out}: its MLE run failed or is not planned", flush=True)
+                        print(
+                            f"skip {run.out}: its {source.method} run failed or is not planned",
+                            flush=True,
+                        )
                         continue
                     todo.remove(run)
                     running.add(run)
@@ -142,15 +147,15 @@ def slow_precision_tiers(runs: list[Run]) -> list[str]:
     return tiers
 
 
-def _with_local_mle(todo: list[Run]) -> list[Run]:
-    """Runs that start from the MLE run's adapter (la, tfb, ens) need it in runs/; when only
-    an earlier session's record of it is here, train it again first (same seed, same
-    numbers; its record is rewritten)."""
+def _with_local_sources(todo: list[Run]) -> list[Run]:
+    """Runs that start from another run's adapter (la, tfb, ts and ens from MLE's, blob-ts
+    from BLoB's) need it in runs/; when only an earlier session's record of it is here,
+    train it again first (same seed, same numbers; its record is rewritten)."""
     out: list[Run] = []
     for run in todo:
-        mle = Run(run.tier, run.task, "mle", run.seed)
-        if run.method in NEEDS_MLE and not mle.trained and mle not in out and mle not in todo:
-            out.append(mle)
+        source = source_run(run)
+        if source is not None and not source.trained and source not in out + todo:
+            out.append(source)
         out.append(run)
     return out
 
@@ -161,7 +166,7 @@ def _clear_other_budget(run: Run) -> None:
     files = RunDir(run.out)
     if run.steps is None or not files.config.is_file():
         return
-    if run.method in POST_HOC:  # max_steps 0: its rows carry the MLE run's steps
+    if run.method in POST_HOC:  # max_steps 0: its rows carry its source run's steps
         final = files.results("final")
         rows = json.loads(final.read_text()) if final.is_file() else []
         steps = rows[0].get("steps") if rows else run.steps

@@ -25,7 +25,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML file of run settings (see configs/)")
     p.add_argument("--model", help="short name (minilm, gemma-270m), hub id or local path")
     p.add_argument("--dataset", help="short name (rte, mrpc, obqa, arc-c, ...) or JSON mapping")
-    p.add_argument("--method", help="mle, map, mcd, ens, bbb, la, blob, tfb")
+    p.add_argument("--method", help="a registered method: `blob methods` lists them")
     p.add_argument("--output-dir", help="where the run writes its adapter, metrics and plots")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-steps", type=int)
@@ -221,7 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg.eval_limit = args.limit
     cfg.output_dir = str(run_dir)  # the run may have moved since it was trained
     runner = Runner(cfg)
-    runner.load_finished()
+    runner.load_finished(samples=args.samples)
     tag = args.tag
     if args.noise:
         adapter = runner.setup.model.adapter_config
@@ -300,9 +300,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_methods(args: argparse.Namespace) -> int:
     from .methods import METHODS
 
+    width = max(len(name) for name in METHODS)
     for method in METHODS.values():
         samples = ", ".join(map(str, method.default_eval_samples))
-        print(f"{method.name:<5} N={samples:<6} {method.cost}")
+        print(f"{method.name:<{width}} N={samples:<6} {method.cost}")
     return 0
 
 

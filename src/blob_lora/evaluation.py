@@ -10,8 +10,10 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path
+from .methods import get_method
 from .posterior_stats import SAME_PROBS_TOL, sigma_stats
 from .run_files import RunDir, _write_json, dataset_label, ood_split
+from .run_setup import eval_subset_seed
 from .shards import batch_seed, global_batches, my_batches
 
 
@@ -27,7 +29,7 @@ class EvalMixin:
         if name not in setup.eval_examples:
             split = cfg.eval_split if name == cfg.dataset else ood_split(name)
             setup.eval_examples[name] = load_examples(
-                name, split, limit=cfg.eval_limit, seed=cfg.seed
+                name, split, limit=cfg.eval_limit, seed=eval_subset_seed(cfg)
             )
         return setup.eval_examples[name]
 
@@ -45,15 +47,7 @@ class EvalMixin:
         cfg, setup = self.cfg, self.setup
         if getattr(setup.task, "generates", False):
             return self.evaluate_generation(samples, datasets, tag, write)
-        samples = (
-            samples
-            if samples is not None
-            else list(
-                cfg.eval_samples
-                if cfg.eval_samples is not None
-                else setup.method.default_eval_samples
-            )
-        )
+        samples = self.eval_sample_list(samples)
         names = datasets if datasets is not None else [cfg.dataset, *cfg.eval_datasets]
         rows = []
         setup.model.eval()
@@ -91,6 +85,7 @@ class EvalMixin:
                     "majority_acc": 100.0 * float(torch.bincount(labels).max()) / len(labels),
                     **(bayes or {}),
                     **spread,
+                    **setup.method.row_extras(setup.model, n),
                 }
                 rows.append(row)
                 if write:
@@ -98,6 +93,15 @@ class EvalMixin:
         if write and self.acc.is_main_process:
             _write_json(RunDir(self.out).results(tag), rows)
         return rows
+
+    def eval_sample_list(self, samples: list[int] | None = None) -> list[int]:
+        """The N an evaluation predicts with: those asked for, else the run's, else the
+        method's own default."""
+        if samples is not None:
+            return list(samples)
+        if self.cfg.eval_samples is not None:
+            return list(self.cfg.eval_samples)
+        return list(get_method(self.cfg.method, self.cfg.method_options).default_eval_samples)
 
     def row_head(self, name: str, n: int, count: int) -> dict[str, Any]:
         """The columns every results row starts with: what was run and evaluated on what."""

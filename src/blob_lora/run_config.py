@@ -68,6 +68,8 @@ RANGES = {
     "eval_every": (0, None, True),
     "save_every": (0, None, True),
     "anchor_size": (1, None, True),
+    "eval_subset_seed": (0, None, True),
+    "calib_fraction": (0, 1, True),
     "max_target_length": (1, None, True),
     "max_new_tokens": (1, None, True),
     "gen_samples": (2, None, True),
@@ -94,7 +96,7 @@ class RunConfig:
     )
     eval_datasets: list[str] = field(default_factory=list, metadata={"help": "extra (OOD) sets"})
     method: str = field(
-        default="blob", metadata={"help": "mle map mcd ens bbb la blob tfb (`blob methods`)"}
+        default="blob", metadata={"help": "a registered method: `blob methods` lists them"}
     )
     protocol: str = field(
         default="default",
@@ -184,6 +186,20 @@ class RunConfig:
     )
     train_limit: int | None = field(default=None, metadata={"help": "train on a seeded subset"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on a seeded subset"})
+    eval_subset_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "seed of the eval_limit subset (None: the run's seed); fix it so every "
+            "seed of a table evaluates the same rows"
+        },
+    )
+    calib_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of the training rows held out of training (a fixed carve, the "
+            "same for every seed and method) for post-hoc calibration: ts, blob-ts"
+        },
+    )
     eval_every: int = field(default=0, metadata={"help": "N=0 eval every k steps"})
     save_every: int = field(default=100, metadata={"help": "checkpoint every k steps"})
     eval_samples: list[int] | None = field(default=None, metadata={"help": "N per evaluation"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from torch import nn
 from .adapter_io import load_init_weights
 from .adapter_model import BlobModel
 from .config import AdapterConfig
+from .data.specs import DEV_SEED
 from .errors import ConfigError
 from .gen_setup import DATASET_KINDS, check_generation
 from .kl_plan import AUTHORS, KLPlan, init_sigma_mean, plan_authors, plan_budget
@@ -42,6 +44,8 @@ class Setup:
     method: Any
     train_examples: list
     eval_examples: dict[str, list] = field(default_factory=dict)
+    # training rows held out of training for post-hoc calibration (calib_fraction)
+    calib_examples: list = field(default_factory=list)
 
 
 def build_setup(
@@ -70,12 +74,13 @@ def build_setup(
         if with_train or kind == "classification"
         else []
     )
+    train_examples, calib_examples = carve_calibration(train_examples, cfg.calib_fraction)
     if kind == "generate":  # one training example per (input, reference)
         train_examples = reference_pairs(train_examples)
     eval_examples = {}
     if with_eval or kind == "classification":
         eval_examples[cfg.dataset] = load_examples(
-            cfg.dataset, cfg.eval_split, limit=cfg.eval_limit, seed=cfg.seed
+            cfg.dataset, cfg.eval_split, limit=cfg.eval_limit, seed=eval_subset_seed(cfg)
         )
     num_labels = None
     if kind == "classification":
@@ -109,7 +114,32 @@ def build_setup(
         adapter = generation_targets(model, adapter)
     torch.manual_seed(cfg.seed)
     blob = BlobModel(model, adapter_config) if adapter_config else method.build(model, adapter)
-    return Setup(cfg, blob, tokenizer, task, method, train_examples, eval_examples)
+    return Setup(cfg, blob, tokenizer, task, method, train_examples, eval_examples, calib_examples)
+
+
+def eval_subset_seed(cfg: RunConfig) -> int:
+    """The seed that draws an eval_limit subset: fixed across a table's seeds when set."""
+    return cfg.seed if cfg.eval_subset_seed is None else cfg.eval_subset_seed
+
+
+def carve_calibration(examples: list, fraction: float) -> tuple[list, list]:
+    """(rows to train on, rows held out for calibration): a fixed shuffle (the dev carve's
+    seed, so with fraction 0.2 the held-out rows are exactly a `dev: 0.2` carve's), the
+    same for every run seed and method, so a post-hoc fit never sees a trained row."""
+    if not fraction or not examples:
+        return examples, []
+    order = list(range(len(examples)))
+    random.Random(DEV_SEED).shuffle(order)
+    n_held = round(len(examples) * fraction)
+    if n_held == 0 or n_held == len(examples):
+        raise ConfigError(
+            f"calib_fraction={fraction} of {len(examples)} training rows leaves "
+            f"{n_held} held out and {len(examples) - n_held} to train on; choose a fraction "
+            "that leaves both sides at least one row"
+        )
+    held = sorted(order[:n_held])
+    keep = sorted(order[n_held:])
+    return [examples[i] for i in keep], [examples[i] for i in held]
 
 
 def _check_label_set(dataset: str, splits: dict[str, list]) -> None:

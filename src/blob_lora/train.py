@@ -207,7 +207,7 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
             "warnings": health_warnings(stats, sigma0, self._same_as_mean),
         }
 
-    def load_finished(self, with_eval: bool = True) -> None:
+    def load_finished(self, with_eval: bool = True, samples: list[int] | None = None) -> None:
         """Rebuild a finished run's predicting model from its directory (`blob eval`):
         its adapter (or every ensemble member's), and a post-hoc fit that is not saved
         with the adapter (Laplace) redone on the training data."""
@@ -229,9 +229,9 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
         self.trained_steps = int(meta.get("steps", cfg.max_steps))
         if refit:
             with self.autocast():
-                self.setup.model = method.post_train(model, self.post_train_context())
+                self.setup.model = method.post_train(model, self.post_train_context(samples))
 
-    def post_train_context(self) -> PostTrainContext:
+    def post_train_context(self, samples: list[int] | None = None) -> PostTrainContext:
         cfg, setup = self.cfg, self.setup
         examples = setup.train_examples
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -246,12 +246,20 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
                 chunk = [examples[j] for j in indices[i : i + cfg.eval_batch_size]]
                 yield self._to_device(setup.task.collate(chunk))
 
+        def calib_batches():
+            held = setup.calib_examples
+            for i in range(0, len(held), cfg.eval_batch_size):
+                yield self._to_device(setup.task.collate(held[i : i + cfg.eval_batch_size]))
+
         return PostTrainContext(
             train_batches=lambda: batches(list(range(len(examples)))),
             anchor_batches=lambda: batches(anchor),
             class_logits=class_logits,
             n_train=len(examples),
             seed=cfg.seed,
+            calib_batches=calib_batches,
+            n_calib=len(setup.calib_examples),
+            eval_samples=tuple(self.eval_sample_list(samples)),
         )
 
 

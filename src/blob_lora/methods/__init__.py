@@ -13,9 +13,12 @@ from .laplace import METHOD as LA
 from .map import METHOD as MAP
 from .mcd import METHOD as MCD
 from .mle import METHOD as MLE
+from .temperature import BLOB_TS, TS
 from .tfb import METHOD as TFB
 
-METHODS: dict[str, Method] = {m.name: m for m in (MLE, MAP, MCD, ENS, BBB, LA, BLOB, TFB)}
+METHODS: dict[str, Method] = {
+    m.name: m for m in (MLE, MAP, MCD, ENS, BBB, LA, BLOB, TFB, TS, BLOB_TS)
+}
 
 
 def get_method(name: str, options: dict | None = None) -> Method:

@@ -35,7 +35,9 @@ class PostTrainContext:
     `train_batches()` yields the training set once in a fixed order (batches with a
     "labels" tensor); `anchor_batches()` a fixed subset of it; `class_logits(batch)`
     returns (B, C) logits of the current model for a batch (differentiable when called
-    with grad enabled).
+    with grad enabled). `calib_batches()` yields the training rows held out of training
+    (calib_fraction; empty when none were); `eval_samples` are the N the run predicts
+    with, so a fit that depends on the predictive (temperature) can fit one per N.
     """
 
     train_batches: Callable[[], Iterable[dict[str, torch.Tensor]]]
@@ -43,6 +45,9 @@ class PostTrainContext:
     class_logits: Callable[[dict[str, torch.Tensor]], torch.Tensor]
     n_train: int
     seed: int = 0
+    calib_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] = lambda: iter(())
+    n_calib: int = 0
+    eval_samples: tuple[int, ...] = (0,)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,9 @@ class Method:
     members: int = 1  # independently trained adapters (`parts`); >1: the ensemble
     posterior_saved: bool = True  # False: `blob eval` redoes post_train on the train data
     cost: str = "one LoRA training run; one pass per prediction"
+    # a post-hoc method fitted on a finished run of this method (same task and seed): the
+    # table starts it from there (init_from, no further training)
+    post_hoc_of: str | None = None
     # of this class's fields, those a user may set through method_options (a subclass's
     # own fields are all settable; these base ones are the recipe, not options)
     settable: ClassVar[tuple[str, ...]] = ()
@@ -91,6 +99,11 @@ class Method:
     def post_train(self, model: BlobModel, context: PostTrainContext) -> BlobModel:
         """Hook for post-hoc methods; returns the model that predicts (may be new)."""
         return model
+
+    def row_extras(self, model: BlobModel, n_samples: int) -> dict[str, float]:
+        """What a results row of this N reports beyond the metrics (e.g. a fitted
+        temperature); nothing by default."""
+        return {}
 
     def predict(
         self, model: BlobModel, class_logits: Callable[[], torch.Tensor], n_samples: int

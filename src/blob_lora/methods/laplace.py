@@ -166,6 +166,7 @@ class LaplaceLoRA(Method):
 
 METHOD = LaplaceLoRA(
     name="la",
+    post_hoc_of="mle",
     posterior_saved=False,
     default_eval_samples=(10,),
     cost=(

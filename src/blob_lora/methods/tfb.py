@@ -254,6 +254,7 @@ def _score(probs: Iterable[torch.Tensor], labels: Iterable[torch.Tensor]) -> Anc
 
 METHOD = TFB(
     name="tfb",
+    post_hoc_of="mle",
     default_eval_samples=(10,),
     cost=(
         "one LoRA run; post-hoc, no gradients: an SVD per layer and a bisection of at most "
