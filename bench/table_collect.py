@@ -134,7 +134,9 @@ def record_run(run: Run) -> None:
     ]
     detection = _detection_rows(run, task, spec, load_file, auroc) if task.get("ood") else []
     detection = [d | meta for d in detection]
-    write_record(run, rows, detection, **per_run)
+    # the resolved settings the run trained and evaluated with, so a cell can be checked
+    config = json.loads(RunDir(run.out).config.read_text())
+    write_record(run, rows, detection, **per_run, run_config=config)
 
 
 def _detection_rows(run: Run, task: dict, spec: dict, load_file, auroc) -> list[dict]:
