@@ -449,42 +449,56 @@ def _task_notes(tasks: dict) -> list[str]:
 
 def _cost_lines(mine: list[dict], tasks: list[str]) -> list[str]:
     """Measured cost per method: machine minutes per run (training, any post-hoc fit, and
-    every evaluation at the method's N) and the ratio to MLE on the same task. Runs that
-    were interrupted and resumed are left out: their time is not one run's (work redone
-    on resuming; before the table kept a running total, an earlier start went untimed)."""
-    per_run: dict[tuple[str, str, int], float] = {}
+    every evaluation at the method's N) and the ratio to MLE on the same task and the same
+    machine (a task whose runs ran on two machines gets a column for each: a mean over
+    machines would compare one machine's seed with another's). Runs that were interrupted
+    and resumed are left out: their time is not one run's (work redone on resuming; before
+    the table kept a running total, an earlier start went untimed)."""
+    per_run: dict[tuple[str, str, str, int], float] = {}
     for r in mine:
         if r["machine_s"] and r["starts"] == 1:
-            per_run[(r["trained_on"], r["method"], r["seed"])] = r["machine_s"] / 60
-    by_task_method: dict[tuple[str, str], list[float]] = {}
-    for (task, method, _), minutes in per_run.items():
-        by_task_method.setdefault((task, method), []).append(minutes)
-    mean = {key: statistics.fmean(values) for key, values in by_task_method.items()}
-    columns = [t for t in tasks if any(k[0] == t for k in mean)]
+            machine = _short_machine(r.get("machine", ""))
+            per_run[(r["trained_on"], machine, r["method"], r["seed"])] = r["machine_s"] / 60
+    by_column: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for (task, machine, method, _), minutes in per_run.items():
+        by_column.setdefault((task, machine), {}).setdefault(method, []).append(minutes)
+    columns = [key for t in tasks for key in sorted(by_column) if key[0] == t]
     if not columns:
         return []
+    machines_of = {t: [m for task, m in columns if task == t] for t, _ in columns}
+    heads = [t if len(machines_of[t]) == 1 else f"{t} ({m or 'unknown'})" for t, m in columns]
     lines = [
         "",
         "### Measured cost: machine minutes per run (ratio to MLE)",
         "",
         "Mean over the seeds of runs that ran uninterrupted, two 1-thread runs sharing the "
-        "2 cores. la and tfb are post-hoc and start from the MLE run (its training is not "
-        "counted); ens trains 2 members and takes member 0 from the MLE run. map is not "
-        "trained where its weight decay rounds away in fp32 (lr x 1e-5 under 2^-25): its "
-        "rows are the MLE run's, relabelled (bench/table_records.py), so it has no cost there.",
+        "2 cores; the ratio is to MLE on the same task and machine. Post-hoc methods start "
+        "from another run (la, tfb and ts from MLE's, blob-ts from BLoB's), whose training "
+        "is not counted; ens trains 2 members and takes member 0 from the MLE run. map is not "
+        "trained where its weight decay rounds away in fp32 (lr x 1e-5 at or under 2^-25): "
+        "its rows are the MLE run's, relabelled (bench/table_records.py), so it has no cost "
+        "there.",
         "",
-        "| method | " + " | ".join(columns) + " |",
+        "| method | " + " | ".join(heads) + " |",
         "|---|" + "---|" * len(columns),
     ]
     for method in METHODS:
         cells = []
         for col in columns:
-            minutes, base = mean.get((col, method)), mean.get((col, "mle"))
-            if minutes is None:
+            runs = by_column[col]
+            if method not in runs:
                 cells.append("–")
                 continue
+            minutes = statistics.fmean(runs[method])
+            base = statistics.fmean(runs["mle"]) if "mle" in runs else None
             ratio = f" ({minutes / base:.2f}x)" if base else ""
             cells.append(f"{minutes:.1f}{ratio}")
         if any(c != "–" for c in cells):
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _short_machine(machine: str) -> str:
+    """'Intel(R) Xeon(R) Processor, 2 cores' -> 'Intel Xeon'; 'AMD EPYC 9R14 ...' -> 'AMD EPYC'."""
+    cpu = machine.split(",")[0].replace("(R)", "").replace("(TM)", "").split()
+    return " ".join(cpu[:2])

@@ -170,3 +170,14 @@ def test_under_the_elbo_scheme_the_plan_says_kl_lr_is_unused_and_predicts_no_sig
     saved = _plan_dict(elbo)
     assert saved["predicted_sigma"] is None and saved["kl_lr_used"] is False
     assert _plan_dict(plan)["predicted_sigma"] == pytest.approx(plan.predicted_sigma)
+
+
+def test_a_scaled_plan_prints_the_authors_clock_and_the_scale():
+    sigma0 = init_sigma_mean(0.05)
+    plan = plan_budget(2934, 16, 600, 36, "encoder", 0.2, sigma0, clock_scale=0.2)
+    authors, _ = reference_clock(AUTHORS["encoder"], 2934)
+    assert plan.target_clock == pytest.approx(0.2 * authors)
+    text = plan.describe()
+    assert f"target 0.2 x the authors' clock {authors:.4f}" in text
+    full = plan_budget(2934, 16, 600, 36, "encoder", 0.2, sigma0).describe()
+    assert f"target the authors' clock {authors:.4f}" in full

@@ -168,6 +168,7 @@ class KLPlan:
     prior_std: float
     capped: bool = False  # kl_lr lowered so no KL step exceeds MAX_STEP x the authors'
     optim_scheme: str = "authors"  # elbo: AdamW moves G, so kl_lr and the prediction do not apply
+    clock_scale: float = 1.0  # target_clock is this times the authors' clock
 
     @property
     def predicts_sigma(self) -> bool:
@@ -188,8 +189,10 @@ class KLPlan:
             )
         text = f"KL plan ({self.kind}): {where}, kl_lr {self.kl_lr:.4g}, clock {self.clock:.4f}"
         if self.target_clock is not None:
+            authors = self.target_clock / self.clock_scale
+            scaled = "" if self.clock_scale == 1 else f"{self.clock_scale:g} x "
             text += (
-                f" (the authors' {self.target_clock:.4f}: {self.reference}, "
+                f" (target {scaled}the authors' clock {authors:.4f}: {self.reference}, "
                 f"{self.reference_cycles} cycles)"
             )
         if self.capped:
@@ -243,7 +246,7 @@ def plan_budget(
     sigma, shrink = simulate_kl_only(schedule, kl_lr, total_steps, warmup_steps, prior_std, sigma0)
     return KLPlan(
         "budget", schedule, kl_lr, kl_lr * sum(steps), target, ref.label, ref_cycles, sigma0,
-        sigma, shrink, prior_std, capped,
+        sigma, shrink, prior_std, capped, clock_scale=clock_scale,
     )  # fmt: skip
 
 

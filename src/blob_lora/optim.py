@@ -55,7 +55,7 @@ class OptimConfig:
 def decay_is_lost(lr: float, weight_decay: float, dtype: torch.dtype = torch.float32) -> bool:
     """Whether AdamW's decoupled decay does nothing to `dtype` weights at this peak LR: it
     multiplies them by 1 - lr*weight_decay, and below half an ulp of 1 that factor rounds to
-    exactly 1 (fp32: lr*weight_decay < 2**-25, e.g. MAP's 1e-5 at any lr below 3e-3). The
+    exactly 1 (fp32: lr*weight_decay <= 2**-25, e.g. MAP's 1e-5 at any lr <= 2.98e-3). The
     LR schedule only lowers lr, so no later step decays either."""
     if weight_decay <= 0:
         return False

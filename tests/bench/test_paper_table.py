@@ -462,6 +462,15 @@ def test_cost_table_is_minutes_per_run_over_mle_and_leaves_resumed_runs_out(tier
     assert "| blob | 10.0 (2.00x) |" in lines  # the resumed seed-2 run is not averaged in
     assert "| la | 2.5 (0.50x) |" in lines
     assert not any(line.startswith("| ens") for line in lines)
+    # a task timed on two machines: one column each, each ratio to its own machine's MLE
+    amd = "AMD EPYC 9R14 96-Core Processor, 2 cores"
+    rows = [r | {"machine": "Intel(R) Xeon(R) Processor, 2 cores"} for r in rows] + [
+        row("mle", 2, 2.0) | {"machine": amd},
+        row("la", 2, 3.0) | {"machine": amd},
+    ]
+    lines = paper_table._cost_lines(rows, ["rte"])
+    assert "| method | rte (AMD EPYC) | rte (Intel Xeon) |" in lines
+    assert "| la | 3.0 (1.50x) | 2.5 (0.50x) |" in lines
 
 
 def test_timed_run_adds_the_time_of_interrupted_starts(tmp_path, monkeypatch):
