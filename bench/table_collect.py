@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 
-from bench.table_plan import EVAL_SAMPLES, METHODS, SEEDS, Run, load_tier
+from bench.table_plan import SEEDS, Run, eval_samples, load_tier, methods
 from bench.table_records import (
     map_is_mle,
     provenance,
@@ -27,7 +27,7 @@ def collect(tiers: list[str]) -> tuple[list[dict], list[dict]]:
     rows, detection = [], []
     for tier in tiers:
         for task_key in load_tier(tier)["tasks"]:
-            for method in METHODS:
+            for method in methods():
                 for seed in SEEDS:
                     run = Run(tier, task_key, method, seed)
                     if run.trained and _newer_than_record(run):
@@ -142,7 +142,7 @@ def record_run(run: Run) -> None:
 def _detection_rows(run: Run, task: dict, spec: dict, load_file, auroc) -> list[dict]:
     out = []
     inside, outside = _ds_label(task["dataset"]), _ds_label(task["ood"])
-    for n in EVAL_SAMPLES[run.method]:
+    for n in eval_samples(run.method):
         predictions = RunDir(run.out).predictions
         p_in = predictions / f"final-{inside}-N{n}.safetensors"
         p_out = predictions / f"final-{outside}-N{n}.safetensors"

@@ -34,17 +34,24 @@ TIERS = {
 # what `run`, `status` and `report` do without --tiers: the current table (the first one,
 # 150 steps where the models barely learned, stays reproducible with --tiers minilm gemma)
 DEFAULT_TIERS = ["minilm-regime"]
-METHODS = tuple(REGISTRY)  # the registry's order: mle, map, mcd, ens, bbb, la, blob, tfb, ...
-# post-hoc methods, each fitted on a finished run of another method (the registry says which)
-POST_HOC = {name: m.post_hoc_of for name, m in REGISTRY.items() if m.post_hoc_of}
-# Ensemble member 0 trains with the run's seed exactly as the MLE run does (same settings,
-# init and data order): it is taken from there instead of being trained again.
-NEEDS_RUN = POST_HOC | {"ens": "mle"}
-_TABLE_SAMPLES = {"bbb": [0, 10]}  # the table also shows BBB's mean
-EVAL_SAMPLES = {
-    name: _TABLE_SAMPLES.get(name, list(m.default_eval_samples)) for name, m in REGISTRY.items()
-}
 SEEDS = (0, 1, 2)
+
+
+# What the table knows of a method it reads from the registry, when asked (never a list
+# of its own, and never copied at import: a method registered later takes part too).
+def methods() -> tuple[str, ...]:
+    """The registered methods, in the registry's order (mle first: others start from it)."""
+    return tuple(REGISTRY)
+
+
+def eval_samples(method: str) -> list[int]:
+    """The N the table evaluates `method` at."""
+    return list(REGISTRY[method].table_n)
+
+
+def post_hoc_source(method: str) -> str | None:
+    """The method whose finished run a post-hoc method is fitted on; None: it trains."""
+    return REGISTRY[method].post_hoc_of
 
 
 @dataclass(frozen=True)
@@ -128,10 +135,10 @@ def _method_seeds(tier: str, spec: dict) -> dict[str, list[int]]:
     """The tier's `method_seeds`, checked: known methods, each with a list of seeds."""
     out = spec.get("method_seeds") or {}
     for method, seeds in out.items():
-        if method not in METHODS:
+        if method not in REGISTRY:
             raise ValueError(
                 f"tier {tier}: method_seeds names unknown method {method!r}; known: "
-                + ", ".join(METHODS)
+                + ", ".join(methods())
             )
         if not isinstance(seeds, list) or not all(isinstance(x, int) for x in seeds):
             raise ValueError(f"tier {tier}: method_seeds.{method} must be a list of seeds")
@@ -140,7 +147,8 @@ def _method_seeds(tier: str, spec: dict) -> dict[str, list[int]]:
 
 def source_run(run: Run) -> Run | None:
     """The run `run` starts from (a post-hoc method's, the ensemble's member 0), if any."""
-    source = NEEDS_RUN.get(run.method)
+    method = REGISTRY[run.method]
+    source = method.post_hoc_of or method.member_zero_from
     return Run(run.tier, run.task, source, run.seed) if source else None
 
 
@@ -162,14 +170,13 @@ def command(run: Run) -> list[str]:
         "method": run.method,
         "seed": run.seed,
         "output_dir": str(run.out),
-        "eval_samples": EVAL_SAMPLES[run.method],
+        "eval_samples": eval_samples(run.method),
     }
     options = (spec.get("method_options") or {}).get(run.method)
     if options:
         settings["method_options"] = dict(options)
-    if run.method in POST_HOC:
-        source = Run(run.tier, run.task, POST_HOC[run.method], run.seed)
-        settings |= {"init_from": str(source.out), "max_steps": 0}
+    if post_hoc_source(run.method):
+        settings |= {"init_from": str(source_run(run).out), "max_steps": 0}
     overrides = []
     for key, value in _flatten(settings):
         overrides += ["--set", f"{key}={json.dumps(value)}"]

@@ -11,25 +11,38 @@ import statistics
 from collections import Counter
 
 from bench.table_collect import SCORES, _ds_label, collect
-from bench.table_plan import EVAL_SAMPLES, METHODS, ROOT, SEEDS, load_tier, other_sets
+from bench.table_plan import (
+    ROOT,
+    SEEDS,
+    eval_samples,
+    load_tier,
+    methods,
+    other_sets,
+    post_hoc_source,
+)
 from bench.table_records import provenance
+from blob_lora.methods import sample_label
 from blob_lora.report.table import mean_std_cell
 
 RESULTS = ROOT / "bench" / "results"
 
 
 def _label(method: str, n: int) -> str:
-    return f"{method} (N={n})" if method in ("blob", "bbb", "blob-ts") or n else method
+    return sample_label(method, n)
 
 
-BLOB_FAMILY = ("blob", "blob-ts")  # BLoB's own rows: ranked against the baselines only
+def _blob_family() -> set[str]:
+    """BLoB and the methods fitted on its runs (blob-ts): ranked against the baselines only."""
+    return {"blob"} | {m for m in methods() if post_hoc_source(m) == "blob"}
 
 
 def _method_of(label: str) -> str:
     return label.split(" (N=")[0]
 
 
-LABELS = [_label(m, n) for m in METHODS for n in EVAL_SAMPLES[m]]  # the table's row order
+def labels() -> list[str]:
+    """The table's row order: every method at each of its N, in the registry's order."""
+    return [_label(m, n) for m in methods() for n in eval_samples(m)]
 
 
 def _by_label(rows: list[dict], column_key: str, col: str) -> dict[str, list[dict]]:
@@ -38,7 +51,7 @@ def _by_label(rows: list[dict], column_key: str, col: str) -> dict[str, list[dic
     for r in rows:
         if r[column_key] == col:
             out.setdefault(_label(r["method"], r["n_samples"]), []).append(r)
-    return {label: out[label] for label in LABELS if label in out}
+    return {label: out[label] for label in labels() if label in out}
 
 
 def _grid(rows: list[dict], columns: list[str], column_key: str, metrics: list[str]) -> list[str]:
@@ -55,7 +68,7 @@ def _grid(rows: list[dict], columns: list[str], column_key: str, metrics: list[s
                 mean_std_cell(_majority(groups[col]), 2, planned=len(SEEDS)) for col in columns
             ]
             lines.append(f"| {METRIC_LABELS['acc']} | majority class | " + " | ".join(cells) + " |")
-        for label in LABELS:
+        for label in labels():
             cells = [
                 mean_std_cell(
                     [r[metric] for r in groups[col].get(label, []) if metric in r],
@@ -260,7 +273,8 @@ def _rank(
     means: dict[str, dict[str, float]], label: str, metric: str, low: bool
 ) -> tuple[int, int]:
     """(place, out of): `label` among itself and the baselines (1 = best; ties share)."""
-    rivals = [k for k in means if _method_of(k) not in BLOB_FAMILY or k == label]
+    family = _blob_family()
+    rivals = [k for k in means if _method_of(k) not in family or k == label]
     sign = 1 if low else -1
     better = sum(sign * (means[k][metric] - means[label][metric]) < -1e-9 for k in rivals)
     return better + 1, len(rivals)
@@ -343,7 +357,7 @@ def _plot_tier(ind: list[dict], columns: list[str], title: str):
     fig = Figure(figsize=(3.6 * len(columns), 3.8), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
-    colors = {label: f"C{i}" for i, label in enumerate(LABELS)}
+    colors = {label: f"C{i}" for i, label in enumerate(labels())}
     for ax, col in zip(axes, columns, strict=True):
         for label, mine in _by_label(ind, "trained_on", col).items():
             ece, acc = [r["ece"] for r in mine], [r["acc"] for r in mine]
@@ -395,7 +409,7 @@ def _plot_reliability(ind: list[dict], columns: list[str]):
     fig = Figure(figsize=(2.2 + 3.4 * len(columns), 3.9), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
-    colors = {label: f"C{i}" for i, label in enumerate(LABELS)}
+    colors = {label: f"C{i}" for i, label in enumerate(labels())}
     for ax, col in zip(axes, columns, strict=True):
         ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1)
         for label, mine in _by_label(ind, "trained_on", col).items():
@@ -482,7 +496,7 @@ def _cost_lines(mine: list[dict], tasks: list[str]) -> list[str]:
         "| method | " + " | ".join(heads) + " |",
         "|---|" + "---|" * len(columns),
     ]
-    for method in METHODS:
+    for method in methods():
         cells = []
         for col in columns:
             runs = by_column[col]

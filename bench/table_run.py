@@ -17,12 +17,12 @@ import torch
 
 from bench.table_collect import record_run
 from bench.table_plan import (
-    POST_HOC,
     ROOT,
     Run,
     command,
     load_tier,
     plan,
+    post_hoc_source,
     source_run,
     task_settings,
 )
@@ -166,7 +166,7 @@ def _clear_other_budget(run: Run) -> None:
     files = RunDir(run.out)
     if run.steps is None or not files.config.is_file():
         return
-    if run.method in POST_HOC:  # max_steps 0: its rows carry its source run's steps
+    if post_hoc_source(run.method):  # max_steps 0: its rows carry its source run's steps
         final = files.results("final")
         rows = json.loads(final.read_text()) if final.is_file() else []
         steps = rows[0].get("steps") if rows else run.steps

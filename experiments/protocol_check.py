@@ -34,7 +34,7 @@ import kept  # noqa: E402
 import regime_scan  # noqa: E402
 from dev_runs import measured_on, run_once, with_settings  # noqa: E402
 
-from blob_lora.protocol import PAPER_METHOD_OPTIONS  # noqa: E402
+from blob_lora.protocol import paper_method_options  # noqa: E402
 
 ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "protocol-check"
@@ -80,14 +80,14 @@ VARIANTS = {
             "method": "tfb",
             **POST_HOC,
             **TFB_NOISE,
-            "method_options": PAPER_METHOD_OPTIONS["tfb"],
+            "method_options": paper_method_options("tfb"),
         },
     ),
     "la-marglik": ("laplace prior", "ours", {"method": "la", **POST_HOC}),
     "la-adam": (
         "laplace prior",
         "theirs",
-        {"method": "la", **POST_HOC, "method_options": PAPER_METHOD_OPTIONS["la"]},
+        {"method": "la", **POST_HOC, "method_options": paper_method_options("la")},
     ),
     "mcd-adapter": ("mc dropout scope", "ours", {"method": "mcd"}),
     "mcd-all": ("mc dropout scope", "theirs", {"method": "mcd", "max_steps": 0}),

@@ -25,9 +25,13 @@ DATASET_KINDS = {
     ),
 }
 
-# methods with a generation path: one adapter whose weights carry the posterior (or the
-# point estimate); MC dropout, the ensemble, Laplace and TFB predict through class logits
-GENERATION_METHODS = ("mle", "map", "blob", "bbb")
+
+def generation_methods() -> list[str]:
+    """Methods with a generation path (`Method.generates`): one adapter whose weights carry
+    the posterior or the point estimate; the others predict through class logits."""
+    from .methods import METHODS
+
+    return [name for name, method in METHODS.items() if method.generates]
 
 
 def check_generation(cfg: Any, family: str) -> None:
@@ -38,10 +42,10 @@ def check_generation(cfg: Any, family: str) -> None:
             f"model {cfg.model!r} is an encoder and cannot generate text; use a causal LM "
             "(e.g. model=gemma-270m) or an encoder-decoder (e.g. facebook/bart-base)"
         )
-    if cfg.method not in GENERATION_METHODS:
+    if cfg.method not in generation_methods():
         raise ConfigError(
             f"method {cfg.method!r} has no generation path yet; use one of "
-            f"{', '.join(GENERATION_METHODS)} with task=generate"
+            f"{', '.join(generation_methods())} with task=generate"
         )
     from .methods import get_method
 

@@ -33,19 +33,15 @@ PROTOCOLS = ("default", "paper")
 
 PAPER_RUN: dict[str, Any] = {"head": "lora", "adam_eps": 1e-6, "lr_schedule_per_process": True}
 PAPER_ADAPTER: dict[str, Any] = {"sample_mode": "flipout", "predict_sample_mode": None}
-PAPER_METHOD_OPTIONS: dict[str, dict[str, Any]] = {
-    "ens": {"combine": "logits", "same_data": True},
-    "mcd": {"scope": "all"},
-    "tfb": {
-        "bisection": "authors",
-        "tolerance": 0.003,
-        "max_iters": 5,
-        "beta_min": 0.001,
-        "beta_max": 0.015,
-        "search_samples": 10,
-    },
-    "la": {"prior_fit": "adam", "link_samples": 100_000},
-}
+
+
+def paper_method_options(method: str) -> dict[str, Any]:
+    """The method_options protocol=paper sets for `method`: the method says (its
+    `paper_options`); an unknown method gets none here and its error from the registry."""
+    from .methods import METHODS  # here, not at import: methods pull in torch
+
+    known = METHODS.get(method)
+    return dict(known.paper_options) if known is not None else {}
 
 
 def _merge(given: dict[str, Any], preset: dict[str, Any], where: str) -> dict[str, Any]:
@@ -72,5 +68,5 @@ def apply_protocol(data: dict[str, Any]) -> dict[str, Any]:
     out["adapter"] = _merge(dict(adapter or {}), PAPER_ADAPTER, "adapter.")
     method = out.get("method", "blob")
     options = dict(out.get("method_options") or {})
-    out["method_options"] = _merge(options, PAPER_METHOD_OPTIONS.get(method, {}), "method_options.")
+    out["method_options"] = _merge(options, paper_method_options(method), "method_options.")
     return out

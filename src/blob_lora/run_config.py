@@ -41,12 +41,6 @@ GENERATE_NOT_SHARDED = (
     "sharding=fsdp does not support generation tasks (the processes would stop decoding at "
     "different steps); use sharding=none"
 )
-# what a sharded (FSDP) run cannot do yet, and why: {method or feature: reason}
-NOT_SHARDED = {
-    "la": "its Kronecker factors are gathered from hooks on whole layers",
-    "tfb": "its variance search evaluates the anchor set on one process",
-    "ens": "its members are trained one after another in one process",
-}
 # (lowest, highest allowed, whether the lowest itself is allowed)
 RANGES = {
     "seed": (0, None, True),
@@ -443,9 +437,12 @@ def load_run_config(path: str | None, overrides: list[str] | None = None) -> Run
 
 def _check_shardable(cfg: RunConfig) -> None:
     """sharding=fsdp covers training and classification / multiple-choice evaluation."""
-    if cfg.method in NOT_SHARDED:
+    from .methods import get_method
+
+    refusal = get_method(cfg.method).sharding_refusal
+    if refusal:
         raise ConfigError(
-            f"sharding=fsdp does not support method {cfg.method!r} ({NOT_SHARDED[cfg.method]}); "
+            f"sharding=fsdp does not support method {cfg.method!r} ({refusal}); "
             "use sharding=none (DDP under accelerate launch) for it"
         )
     if cfg.task == "generate":

@@ -200,7 +200,7 @@ class Runner(SetupMixin, FitMixin, CheckpointMixin, EvalMixin, GenerationEvalMix
         stats = sigma_stats(self.setup.model)
         if stats is None:
             return {}
-        trained = self.cfg.max_steps > 0 and self.cfg.method != "tfb"
+        trained = self.cfg.max_steps > 0 and self.setup.method.posterior_trained
         sigma0 = init_sigma_mean(self.setup.model.adapter_config.init_std_eps) if trained else None
         return {
             "posterior": health_line(stats, sigma0, _largest_n_mi(results or [], self.cfg.dataset)),

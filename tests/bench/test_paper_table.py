@@ -46,13 +46,13 @@ def _overrides(cmd):
 
 def test_commands_are_valid_run_configs_and_post_hoc_methods_start_from_their_source(tier):
     sources = {"la": "mle", "tfb": "mle", "ts": "mle", "blob-ts": "blob"}
-    for method in paper_table.METHODS:
+    for method in paper_table.methods():
         run = paper_table.Run("tiny", "boolq", method, 1)
         cmd = paper_table.command(run)
         cfg = load_run_config(None, _overrides(cmd))  # every override is a known key
         assert cfg.method == method and cfg.seed == 1 and cfg.adapter.r == 4
         assert json.loads(cfg.dataset)["resplit"] == {"eval_fraction": 0.3}
-        assert cfg.eval_samples == paper_table.EVAL_SAMPLES[method]
+        assert cfg.eval_samples == paper_table.eval_samples(method)
         if method in sources:
             assert cfg.max_steps == 0
             assert cfg.init_from == str(paper_table.Run("tiny", "boolq", sources[method], 1).out)
@@ -72,7 +72,7 @@ def test_every_committed_tier_gives_valid_run_configs(name):
     spec = table_plan.load_tier(name)
     for task in spec["tasks"]:
         settings = table_plan.task_settings(spec, task)
-        for method in paper_table.METHODS:
+        for method in paper_table.methods():
             cmd = paper_table.command(paper_table.Run(name, task, method, 0))
             cfg = load_run_config(None, _overrides(cmd))
             assert cfg.method == method

@@ -21,6 +21,15 @@ METHODS: dict[str, Method] = {
 }
 
 
+def sample_label(method: str, n_samples: int) -> str:
+    """How tables name a method's rows at N: the registered method's own label; a name the
+    registry does not know (e.g. ``mle+decoding``) shows N where it is not 0."""
+    known = METHODS.get(method)
+    if known is not None:
+        return known.label(n_samples)
+    return f"{method} (N={n_samples})" if n_samples else method
+
+
 def get_method(name: str, options: dict | None = None) -> Method:
     """The registered method, with `options` replacing its own settings (e.g. Laplace's
     ``fit_on``, TFB's ``tolerance``); unknown options are errors."""
@@ -38,4 +47,4 @@ def get_method(name: str, options: dict | None = None) -> Method:
     return method
 
 
-__all__ = ["METHODS", "Method", "get_method"]
+__all__ = ["METHODS", "Method", "get_method", "sample_label"]

@@ -10,9 +10,9 @@ it `train_part(part, init_seed, data_seed)` and `load_part(part)`, which do the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields, replace
-from typing import ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -63,12 +63,32 @@ class Method:
     members: int = 1  # independently trained adapters (`parts`); >1: the ensemble
     posterior_saved: bool = True  # False: `blob eval` redoes post_train on the train data
     cost: str = "one LoRA training run; one pass per prediction"
+    # -- what the rest of the product knows about the method: here, nowhere else --------
     # a post-hoc method fitted on a finished run of this method (same task and seed): the
     # table starts it from there (init_from, no further training)
     post_hoc_of: str | None = None
+    # the method whose run of the same seed is this one's first member (the ensemble's
+    # member 0 is the MLE run: same settings, init and data order)
+    member_zero_from: str | None = None
+    table_samples: tuple[int, ...] | None = None  # the paper table's N; None: the default
+    sampled: bool = False  # N changes its prediction: labels name N, N=0 included
+    generates: bool = False  # has a generation path (task=generate)
+    sharding_refusal: str | None = None  # why sharding=fsdp cannot run it; None: it can
+    # the method_options protocol=paper sets (the authors' code)
+    paper_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    posterior_trained: bool = True  # False: sigma is set post hoc (no init sigma to compare)
     # of this class's fields, those a user may set through method_options (a subclass's
     # own fields are all settable; these base ones are the recipe, not options)
     settable: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def table_n(self) -> tuple[int, ...]:
+        """The N the paper table evaluates this method at."""
+        return self.table_samples if self.table_samples is not None else self.default_eval_samples
+
+    def label(self, n_samples: int) -> str:
+        """How tables name this method at N (the N shown where it changes the prediction)."""
+        return f"{self.name} (N={n_samples})" if self.sampled or n_samples else self.name
 
     def option_names(self) -> set[str]:
         """What `method_options` may set: the method's own settings, not its recipe."""

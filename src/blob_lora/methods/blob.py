@@ -7,5 +7,7 @@ METHOD = Method(
     adapter_kind="blob",
     kl_schedule="blob",
     default_eval_samples=(0, 10),
+    sampled=True,
+    generates=True,
     cost="one run, +r*in parameters per layer, ~LoRA step time; N passes at N samples",
 )

@@ -103,5 +103,8 @@ METHOD = DeepEnsemble(
     name="ens",
     members=3,
     default_eval_samples=(0,),
+    member_zero_from="mle",
+    sharding_refusal="its members are trained one after another in one process",
+    paper_options={"combine": "logits", "same_data": True},
     cost="3 LoRA runs (3x training time, 3x adapter memory on disk); 3 passes per prediction",
 )

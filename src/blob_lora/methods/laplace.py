@@ -167,6 +167,8 @@ class LaplaceLoRA(Method):
 METHOD = LaplaceLoRA(
     name="la",
     post_hoc_of="mle",
+    sharding_refusal="its Kronecker factors are gathered from hooks on whole layers",
+    paper_options={"prior_fit": "adam", "link_samples": 100_000},
     posterior_saved=False,
     default_eval_samples=(10,),
     cost=(

@@ -2,4 +2,9 @@
 
 from .base import Method
 
-METHOD = Method(name="map", weight_decay=1e-5, cost="one LoRA run; one pass per prediction")
+METHOD = Method(
+    name="map",
+    weight_decay=1e-5,
+    generates=True,
+    cost="one LoRA run; one pass per prediction",
+)

@@ -58,5 +58,7 @@ METHOD = MCDropout(
     name="mcd",
     adapter_dropout=0.1,
     default_eval_samples=(10,),
+    sampled=True,
+    paper_options={"scope": "all"},
     cost="one LoRA run; N passes per prediction",
 )

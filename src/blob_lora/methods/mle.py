@@ -2,4 +2,4 @@
 
 from .base import Method
 
-METHOD = Method(name="mle", cost="one LoRA run; one pass per prediction")
+METHOD = Method(name="mle", generates=True, cost="one LoRA run; one pass per prediction")

@@ -139,6 +139,7 @@ BLOB_TS = TemperatureScaled(
     adapter_kind="blob",
     kl_schedule="blob",
     default_eval_samples=(0, 10),
+    sampled=True,
     post_hoc_of="blob",
     cost="a trained BLoB run plus N passes over the held-out rows; N passes at N samples",
 )

@@ -255,6 +255,16 @@ def _score(probs: Iterable[torch.Tensor], labels: Iterable[torch.Tensor]) -> Anc
 METHOD = TFB(
     name="tfb",
     post_hoc_of="mle",
+    sharding_refusal="its variance search evaluates the anchor set on one process",
+    posterior_trained=False,
+    paper_options={
+        "bisection": "authors",
+        "tolerance": 0.003,
+        "max_iters": 5,
+        "beta_min": 0.001,
+        "beta_max": 0.015,
+        "search_samples": 10,
+    },
     default_eval_samples=(10,),
     cost=(
         "one LoRA run; post-hoc, no gradients: an SVD per layer and a bisection of at most "

@@ -120,12 +120,9 @@ def _name_settings(rows: list[dict[str, Any]]) -> None:
 
 
 def method_label(row: dict[str, Any]) -> str:
-    n = row.get("n_samples", 0)
-    label = (
-        f"{row['method']} (N={n})"
-        if row["method"] in ("blob", "bbb", "mcd") or n
-        else row["method"]
-    )
+    from ..methods import sample_label  # here: the registry pulls in torch
+
+    label = sample_label(row["method"], row.get("n_samples", 0))
     if row.get("variant"):
         label += f" [{row['variant']}]"
     if row.get("tag"):
