@@ -1,11 +1,11 @@
 """Tokens the evaluation forward passes process, file order vs length-sorted batches.
 
-`Runner.predict` batches the examples of an evaluation set by text length, so a batch pads
+`Evaluator.predict` (run/evaluate.py) batches the examples of an evaluation set by text length, so a batch pads
 to a similar length. This counts the padded tokens both ways with the real Gemma-3
 tokenizer and prompts (batch 16): a deterministic measure of the work saved, which every
 one of the N passes of a sampling method saves again.
 
-    .venv/bin/python bench/eval_padding.py   # writes results/eval_padding.{json,md}
+    .venv/bin/python -m bench.eval_padding   # writes results/eval_padding.{json,md}
 """
 
 from __future__ import annotations

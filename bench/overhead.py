@@ -21,8 +21,8 @@ the adapters, the optimizer and the batch, resets the kernel's RSS high-water ma
 the memory a training step adds on top of the loaded model (activations, gradients,
 optimizer state, noise). On CUDA: ``max_memory_allocated - memory_allocated(before)``.
 
-    .venv/bin/python bench/overhead.py            # full run, writes bench/results/overhead.*
-    .venv/bin/python bench/overhead.py --quick    # smoke test, writes nothing
+    .venv/bin/python -m bench.overhead            # full run, writes bench/results/overhead.*
+    .venv/bin/python -m bench.overhead --quick    # smoke test, writes nothing
 """
 
 from __future__ import annotations
@@ -608,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
 def _write(rows: list[dict], out: Path, start: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "overhead.json").write_text(json.dumps(rows, indent=2) + "\n")
-    command = ".venv/bin/python bench/overhead.py " + " ".join(sys.argv[1:])
+    command = ".venv/bin/python -m bench.overhead " + " ".join(sys.argv[1:])
     write_markdown(rows, out / "overhead.md", command.strip(), time.perf_counter() - start)
 
 

@@ -1,8 +1,8 @@
 """The paper's table at small scale: every method x 3 seeds, ID and OOD, one command.
 
-    .venv/bin/python bench/paper_table.py run      # train/evaluate what is not done yet
-    .venv/bin/python bench/paper_table.py status   # what is done, what is left
-    .venv/bin/python bench/paper_table.py report   # -> results/paper_table.{json,md}
+    .venv/bin/python -m bench.paper_table run      # train/evaluate what is not done yet
+    .venv/bin/python -m bench.paper_table status   # what is done, what is left
+    .venv/bin/python -m bench.paper_table report   # -> results/paper_table.{json,md}
 
 `run` goes seed by seed (all of seed 0 first, so a partial table is already a table),
 skips finished runs and resumes interrupted ones from their last checkpoint, so it can
@@ -26,13 +26,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-if not __package__:  # run as `python bench/paper_table.py`: make the `bench` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench import table_plan  # noqa: E402
-from bench.table_plan import (  # noqa: E402
+from bench import table_plan
+from bench.table_plan import (
     DEFAULT_TIERS,
     SEEDS,
     Run,
@@ -41,9 +37,9 @@ from bench.table_plan import (  # noqa: E402
     methods,
     plan,
 )
-from bench.table_report import _cost_lines, _rank, cmd_report  # noqa: E402
-from bench.table_run import cmd_run, timed_run  # noqa: E402
-from bench.table_status import _starts, cmd_status, projected_s  # noqa: E402
+from bench.table_report import _cost_lines, _rank, cmd_report
+from bench.table_run import cmd_run, timed_run
+from bench.table_status import _starts, cmd_status, projected_s
 
 __all__ = [
     "Run",

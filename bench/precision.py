@@ -4,7 +4,7 @@ Training step (forward, answer-token NLL, backward) and BLoB N=10 evaluation of 
 batch, interleaved so machine load hits both alike; plus how far bf16 moves the
 predictive probabilities. `precision: bf16` is what the Gemma tier of the paper table uses.
 
-    .venv/bin/python bench/precision.py   # writes bench/results/precision.{json,md}
+    .venv/bin/python -m bench.precision   # writes bench/results/precision.{json,md}
 """
 
 from __future__ import annotations
@@ -12,21 +12,18 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from bench.scoring import machine, timed
 from blob_lora import get_blob_model
 from blob_lora.data import load_examples
 from blob_lora.methods import get_method
 from blob_lora.models import load_model
 from blob_lora.tasks import build_task
-
-sys.path.insert(0, str(Path(__file__).parent))
-from scoring import machine, timed  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
 

@@ -8,8 +8,8 @@ Companion of bench/overhead.py (same models, batches and variants):
 3. one adapter layer alone (the delta only, forward+backward) at the model's activation
    shape: LoRA vs per-sequence bmm vs flipout, where the frozen base does not hide it.
 
-    .venv/bin/python bench/profile_overhead.py --model minilm
-    .venv/bin/python bench/profile_overhead.py --model gemma --steps 3
+    .venv/bin/python -m bench.profile_overhead --model minilm
+    .venv/bin/python -m bench.profile_overhead --model gemma --steps 3
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import overhead as ov  # noqa: E402
+from bench import overhead as ov
 
 
 def phase_step(r: ov.Runner) -> dict[str, float]:

@@ -18,8 +18,8 @@ then (CPU) reset the kernel's RSS high-water mark and run 2 warm-up + N timed st
 (``VmHWM`` after ``clear_refs``; on CUDA ``max_memory_allocated``), and the exact bytes of
 the model's tensors.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/quantized.py          # bench/results/quantized.*
-    .venv/bin/python bench/quantized.py --device cuda --out /tmp/q  # on a GPU
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.quantized          # bench/results/quantized.*
+    .venv/bin/python -m bench.quantized --device cuda --out /tmp/q  # on a GPU
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import torch  # noqa: E402
-from overhead import (  # noqa: E402
+import torch
+
+from bench.overhead import (
     KL_WEIGHT,
     PROBE_MALLOC_ENV,
     _proc_status_kb,
@@ -55,7 +55,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def measure(variant: str, device: torch.device, batch: int, seq: int, steps: int, warmup: int):
     from blob_lora import get_blob_model
     from blob_lora.models import load_model
-    from blob_lora.quantization import bnb_config
+    from blob_lora.models.quantization import bnb_config
 
     dtype = torch.float32 if variant == "fp32" else torch.bfloat16
     quant = bnb_config(variant, compute_dtype=dtype) if variant.endswith("bit") else None
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             date=dt.date.today().isoformat(),
             commit=commit,
             note=args.note,
-            command="OMP_NUM_THREADS=1 .venv/bin/python bench/quantized.py "
+            command="OMP_NUM_THREADS=1 .venv/bin/python -m bench.quantized "
             + shlex.join(argv or sys.argv[1:]),
         )
     write(rows, Path(args.out), args.note)

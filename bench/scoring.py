@@ -4,7 +4,7 @@
    every position, same batch, interleaved; target >= 2x faster.
 2. BLoB evaluation with N=10 samples vs 10 x the N=0 pass; target <= 1.05.
 
-    .venv/bin/python bench/scoring.py   # writes bench/results/scoring.{json,md}
+    .venv/bin/python -m bench.scoring   # writes bench/results/scoring.{json,md}
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from bench.table_records import (
     write_record,
 )
 from bench.table_status import _machine_s, _starts
-from blob_lora.run_files import RunDir, dataset_label
+from blob_lora.run.files import RunDir, dataset_label
 
 SCORES = ("max_prob", "entropy", "mutual_information")
 

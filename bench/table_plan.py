@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from blob_lora.methods import METHODS as REGISTRY
-from blob_lora.run_files import RunDir
+from blob_lora.run.files import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "paper-table"
@@ -30,6 +30,7 @@ TIERS = {
     "gemma-overconfident": ROOT / "configs" / "table-overconfident-gemma.yaml",
     # issue 29: the overconfident regime with a held-out calibration carve (ts, blob-ts)
     "oc-gemma": ROOT / "configs" / "table-oc-gemma.yaml",
+    "oc-minilm": ROOT / "configs" / "table-oc-minilm.yaml",
 }
 # what `run`, `status` and `report` do without --tiers: the current table (the first one,
 # 150 steps where the models barely learned, stays reproducible with --tiers minilm gemma)

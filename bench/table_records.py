@@ -39,7 +39,7 @@ def map_is_mle(run: Run) -> bool:
     """A MAP run whose weight decay cannot change an fp32 weight at the tier's peak LR."""
     from blob_lora.methods import METHODS as REGISTRY
     from blob_lora.optim import decay_is_lost
-    from blob_lora.run_config import RunConfig
+    from blob_lora.run.config import RunConfig
 
     if run.method != "map":
         return False

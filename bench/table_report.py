@@ -143,7 +143,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     md = [
         "# The paper's table at small scale",
         "",
-        f"Command: `.venv/bin/python bench/paper_table.py run` then `report`. Report at commit "
+        f"Command: `.venv/bin/python -m bench.paper_table run` then `report`. Report at commit "
         f"{commit}, {meta['date']}; runs measured on {_machines(rows, meta['machine'])}. "
         "Cells: mean ± std over seeds (a count in parentheses where fewer than 3 seeds are "
         "finished or planned).",

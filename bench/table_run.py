@@ -28,9 +28,9 @@ from bench.table_plan import (
 )
 from bench.table_records import map_is_mle, relabel_mle_as_map
 from blob_lora.atomic import write_text_atomic
-from blob_lora.precision import slow_precision_warning
-from blob_lora.run_files import RunDir
-from blob_lora.train import no_accelerator
+from blob_lora.run.context import no_accelerator
+from blob_lora.run.files import RunDir
+from blob_lora.run.precision import slow_precision_warning
 
 MAP_NOTE = "MAP's weight decay rounds away in fp32 at this lr: bit for bit the same run"
 

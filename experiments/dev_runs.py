@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import kept
+from experiments import kept
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = os.environ | {

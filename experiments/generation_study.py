@@ -1,8 +1,8 @@
 """Summarization with BLoB on DialogSum (Gemma-3 270M): budget, N=0, sensitivity, sampling.
 
-    .venv/bin/python experiments/generation_study.py run [--only PART ...] [--jobs 2]
-    .venv/bin/python experiments/generation_study.py report   # -> bench/results/generation*
-    .venv/bin/python experiments/generation_study.py run --dry-run   # toy size, /tmp/genstudy-dry
+    .venv/bin/python -m experiments.generation_study run [--only PART ...] [--jobs 2]
+    .venv/bin/python -m experiments.generation_study report   # -> experiments/results/generation*
+    .venv/bin/python -m experiments.generation_study run --dry-run   # toy size, /tmp/genstudy-dry
 
 Issue 15, item 5. Every run is a `blob train` (task=generate), made resumable by
 dev_runs.run_once / with_settings (skipped when finished, resumed when started); up to
@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -57,12 +56,9 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kept  # noqa: E402
-import regime_scan  # noqa: E402
-from dev_runs import measured_on, run_once, with_settings  # noqa: E402
-
-from blob_lora.config import AdapterConfig  # noqa: E402
+from blob_lora.config import AdapterConfig
+from experiments import kept, regime_scan
+from experiments.dev_runs import measured_on, run_once, with_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOB = ROOT / ".venv" / "bin" / "blob"
@@ -138,7 +134,7 @@ class Size:
 # per core); a budget of 100 steps: 5.3 h. `run` prints the estimate (`estimate`).
 REAL = Size(
     runs=ROOT / "runs" / "generation-study",
-    results=ROOT / "bench" / "results",
+    results=ROOT / "experiments" / "results",
     scan_steps=200,
     scan_every=25,
     dev_limit=100,
@@ -677,7 +673,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         "",
         (__doc__ or "")[(__doc__ or "").index("0. budget") :].strip(),
         "",
-        f"Command: `.venv/bin/python experiments/generation_study.py run` then `report`. "
+        f"Command: `.venv/bin/python -m experiments.generation_study run` then `report`. "
         f"{measured_on(None)} Runs had one thread each, two at a time, until 2026-12-03; from "
         f"then one at a time on two threads. Settings: {json.dumps(size.settings)}.",
         "",
@@ -822,12 +818,12 @@ def _gamma_axis(steps: int) -> list[str]:
     from blob_lora.generation.data import dialogsum_file
     from blob_lora.kl_plan import (
         AUTHORS,
+        KLSchedule,
         init_sigma_mean,
         plan_authors,
         reference_clock,
         reference_prediction,
     )
-    from blob_lora.kl_schedule import KLSchedule
     from blob_lora.posterior_stats import FORMED_FACTOR
 
     lines = dialogsum_file("train").read_text().splitlines()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs"
-KEPT = ROOT / "bench" / "results" / "kept"
+KEPT = ROOT / "experiments" / "results" / "kept"
 FINAL = "results-final.json"
 FILES = ("results-final.json", "run_config.json", "kl_plan.json", "eval_log.jsonl",
          "sigma_log.jsonl")  # fmt: skip

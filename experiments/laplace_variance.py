@@ -1,7 +1,7 @@
 """Where a Laplace-LoRA run's predictive variance comes from (the diagnostic behind
-bench/README.md, "Laplace-LoRA on Gemma").
+experiments/laplace_gemma.md).
 
-    .venv/bin/python experiments/laplace_variance.py RUN_CONFIG.json [scalar|ab|layerwise]
+    .venv/bin/python -m experiments.laplace_variance RUN_CONFIG.json [scalar|ab|layerwise]
 
 Runs `blob train` on a post-hoc `la` config and prints, after the fit: the evidence and
 prior precisions of each prior structure, the weight norms, and over the evaluation the

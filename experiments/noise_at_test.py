@@ -1,8 +1,8 @@
 """Why BLoB's N=10 barely differs from N=0 in the table: the test-time noise, on the same
 trained weights.
 
-    .venv/bin/python experiments/noise_at_test.py RUN_DIR [RUN_DIR ...]   # finished blob runs
-    .venv/bin/python experiments/noise_at_test.py --report                 # -> bench/results/noise_at_test.*
+    .venv/bin/python -m experiments.noise_at_test RUN_DIR [RUN_DIR ...]   # finished blob runs
+    .venv/bin/python -m experiments.noise_at_test --report                 # -> experiments/results/noise_at_test.*
 
 The table's BLoB runs (protocol=paper) train and predict with the authors' flipout: one
 noise matrix per forward call, decorrelated per token by random signs. Each token of an
@@ -13,21 +13,19 @@ sample per input, shared by all its tokens: a sample of the posterior's network,
 paper's predictive (an average over weights) means. Each run is predicted at N=0, and at
 N=10 under both modes; the rows give ACC / ECE / NLL and the mean mutual information (how
 much the samples disagree). Nothing is retrained: the weights and the posterior are the
-run's. Results: one JSON row per (run, mode), appended to bench/results/noise_at_test.json.
+run's. Results: one JSON row per (run, mode), appended to experiments/results/noise_at_test.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dev_runs import measured_on  # noqa: E402
+from experiments.dev_runs import measured_on
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "noise_at_test.json"
+RESULTS = ROOT / "experiments" / "results" / "noise_at_test.json"
 N = 10
 MODES = ("flipout", "sequence")
 
@@ -36,16 +34,17 @@ def measure(run_dir: Path) -> list[dict]:
     from blob_lora.metrics import classification_metrics
     from blob_lora.posterior_stats import sigma_stats
     from blob_lora.predictive import predict_noise
-    from blob_lora.run_config import RunConfig
-    from blob_lora.run_files import dataset_label
-    from blob_lora.train import Runner
+    from blob_lora.run.config import RunConfig
+    from blob_lora.run.evaluate import Evaluator, eval_set
+    from blob_lora.run.files import dataset_label
+    from blob_lora.run.runner import Runner
 
     cfg = RunConfig.from_dict(json.loads((run_dir / "run_config.json").read_text()))
     cfg.output_dir = str(run_dir)
     runner = Runner(cfg)
     runner.load_finished()
     model = runner.setup.model
-    examples = runner.eval_set(cfg.dataset)
+    examples = eval_set(runner.ctx, cfg.dataset)
     sigma = sigma_stats(model)
     trained_mode, predict_mode = (
         model.adapter_config.sample_mode,
@@ -55,7 +54,7 @@ def measure(run_dir: Path) -> list[dict]:
     for mode, n in [("mean", 0), *((m, N) for m in MODES)]:
         if n:
             model.adapter_config.predict_sample_mode = mode
-        probs, labels, mi = runner.predict(examples, n, desc=f"{mode}")
+        probs, labels, mi = Evaluator(runner.ctx).predict(examples, n, desc=f"{mode}")
         metrics = classification_metrics(probs.numpy(), labels.numpy())
         rows.append(
             {
@@ -89,7 +88,7 @@ def report() -> None:
         "",
         (__doc__ or "").split("\n\n", 2)[2].strip(),
         "",
-        "Command: `.venv/bin/python experiments/noise_at_test.py RUN_DIR ...` then `--report`. "
+        "Command: `.venv/bin/python -m experiments.noise_at_test RUN_DIR ...` then `--report`. "
         f"{measured_on()}",
         "",
         "| run | evaluated on | seed | noise at test | N | ACC % | ECE % | NLL | mean MI (nats) "

@@ -1,13 +1,13 @@
 """Do the product's dev-chosen BLoB defaults hold on test? BLoB in the table's own setting.
 
-    .venv/bin/python experiments/product_check.py run [--tier T] [--tasks ...] [--seeds 0 1 2]
-    .venv/bin/python experiments/product_check.py report [--tier T]
-    # -> bench/results/product_check.* (minilm-regime), product_check_<tier>.* (others)
+    .venv/bin/python -m experiments.product_check run [--tier T] [--tasks ...] [--seeds 0 1 2]
+    .venv/bin/python -m experiments.product_check report [--tier T]
+    # -> experiments/results/product_check.* (minilm-regime), product_check_<tier>.* (others)
 
 The paper table's BLoB runs the authors' protocol: flipout noise in training and at N=10,
 and the KL schedule its tier pins (minilm-regime: the budget plan at 0.1 of the authors'
 clock; gemma-overconfident: the authors' own M and kl_lr). The product's defaults changed
-on dev carves (bench/README.md, "Two defaults changed"): the budget plan at clock 0.2 and
+on dev carves (experiments/sensitivity.md, "Two defaults changed"): the budget plan at clock 0.2 and
 one weight sample per input at N=10. This is the table's BLoB run with exactly those
 settings changed, and every other setting of the paper preset written out (head on LoRA
 over the random init, AdamW eps 1e-6, schedulers per process, flipout in training), same
@@ -19,23 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import kept  # noqa: E402
-import table_plan  # noqa: E402
-from dev_runs import measured_on, run_once, with_settings  # noqa: E402
-
-from blob_lora.report.table import mean_std_cell  # noqa: E402
+from bench import table_plan
+from blob_lora.report.table import mean_std_cell
+from experiments import kept
+from experiments.dev_runs import measured_on, run_once, with_settings
 
 ROOT = kept.ROOT
 RUNS = ROOT / "runs" / "product-check"
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "experiments" / "results"
 
 
 class TierCheck(NamedTuple):

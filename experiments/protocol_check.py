@@ -1,7 +1,7 @@
 """Where our defaults differ from the authors' code: both, on the same runs, on a dev split.
 
-    .venv/bin/python experiments/protocol_check.py run [--only NAME ...] [--seed S]  # resumable
-    .venv/bin/python experiments/protocol_check.py report  # -> bench/results/protocol_check.*
+    .venv/bin/python -m experiments.protocol_check run [--only NAME ...] [--seed S]  # resumable
+    .venv/bin/python -m experiments.protocol_check report  # -> experiments/results/protocol_check.*
 
 Each pair shares everything but the one point (MRPC, dev split carved from train, the
 task's scan budget and lr). Two of the runs are made by other experiments (`REUSE`): the
@@ -12,7 +12,7 @@ evaluated on the one MC-dropout run (init_from, no steps), and the ensemble's co
 the same three members (member 0 is the regime scan's MLE run, as in the paper table; the
 members are trained with our data order, so only the combine differs). The better of
 each pair (dev NLL at the method's largest N, accuracy within 1 point) is the product
-default; bench/README.md records the outcome.
+default; experiments/protocol_check.md records the outcome.
 
 `--seed S` (S > 0) runs every pair again with seed S, in folders of their own: the MLE run the
 post-hoc pairs and the ensemble start from is then trained here with the scan's settings and
@@ -26,25 +26,21 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kept  # noqa: E402
-import regime_scan  # noqa: E402
-from dev_runs import measured_on, run_once, with_settings  # noqa: E402
-
-from blob_lora.protocol import paper_method_options  # noqa: E402
+from blob_lora.run.protocol import paper_method_options
+from experiments import kept, regime_scan
+from experiments.dev_runs import measured_on, run_once, with_settings
 
 ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "protocol-check"
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "experiments" / "results"
 TASK = "mrpc"
 LR = next(iter(regime_scan.SCANS[TASK]))
 # TFB ran before the training-noise default became flipout (2026-12-02 07:46), and before
 # the prediction noise got a default of its own: one sample per sequence, for both
 TFB_NOISE = {"adapter.sample_mode": "sequence", "adapter.predict_sample_mode": None}
-TIE_NLL = 0.005  # dev NLL differences under this are ties (bench/README.md)
+TIE_NLL = 0.005  # dev NLL differences under this are ties (experiments/protocol_check.md)
 POST_HOC = {"max_steps": 0}  # no training: these start from the seed's MLE run
 # name: (point, ours or theirs, settings)
 VARIANTS = {
@@ -326,7 +322,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     (RESULTS / "protocol_check.md").write_text(
         "# Our defaults against the authors' code, on MRPC dev (MiniLM)\n\n"
         + measured_on()
-        + f" Seeds {', '.join(map(str, seeds))}; bench/README.md says which side became the "
+        + f" Seeds {', '.join(map(str, seeds))}; experiments/protocol_check.md says which side became the "
         "default.\n\nEach pair at its largest N, by the rule that chose the defaults "
         "(lower dev NLL, accuracy within 1 point; NLL within 0.005 at accuracy within 1 point "
         "is a tie); where the seeds disagree, the same rule on the means over the seeds "

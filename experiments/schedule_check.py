@@ -1,7 +1,7 @@
 """Which KL schedule should be the default? Measured on dev splits carved from train.
 
-    .venv/bin/python experiments/schedule_check.py run [--only mrpc:budget ...]  # resumable
-    .venv/bin/python experiments/schedule_check.py report  # -> bench/results/schedule_check.*
+    .venv/bin/python -m experiments.schedule_check run [--only mrpc:budget ...]  # resumable
+    .venv/bin/python -m experiments.schedule_check report  # -> experiments/results/schedule_check.*
 
 BLoB under each candidate, at the task's scan budget (experiments/regime_scan.py, same
 lr, steps and batch as the MLE scan, which is the MLE row here):
@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kept  # noqa: E402
-import regime_scan  # noqa: E402
-from dev_runs import measured_on, run_once, with_settings  # noqa: E402
+from experiments import kept, regime_scan
+from experiments.dev_runs import measured_on, run_once, with_settings
 
 ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "schedule-check"
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "experiments" / "results"
 CANDIDATES = {
     "authors": {"kl_plan": "authors"},
     "budget": {"kl_plan": "budget", "kl_clock_scale": 1.0},

@@ -1,7 +1,7 @@
 """The follow-up study's sensitivity analysis, on classification: prior std x KL clock.
 
-    .venv/bin/python experiments/sensitivity.py run      # resumable; 9 BLoB runs on MRPC
-    .venv/bin/python experiments/sensitivity.py report   # -> bench/results/sensitivity.*
+    .venv/bin/python -m experiments.sensitivity run      # resumable; 9 BLoB runs on MRPC
+    .venv/bin/python -m experiments.sensitivity report   # -> experiments/results/sensitivity.*
 
 A 3x3 grid on MRPC (dev split carved from train, the task's scan budget): the prior std
 beta in {0.1, 0.2, 0.3} x the budget-aware KL clock at 1/2x, 1x and 2x the product's
@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kept  # noqa: E402
-import regime_scan  # noqa: E402
-from dev_runs import run_once, with_settings  # noqa: E402
+from experiments import kept, regime_scan
+from experiments.dev_runs import run_once, with_settings
 
 ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "sensitivity"
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "experiments" / "results"
 TASK = "mrpc"
 BETAS = (0.1, 0.2, 0.3)
 SCALES = (0.5, 1.0, 2.0)  # x GRID_CLOCK

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "experiments" / "results"
 
 
 def table(folder: str, title: str, note: str) -> tuple[list[dict], str]:

@@ -105,13 +105,13 @@ TRAIN_ARGS=(--model gemma-270m --dataset rte-qa --method blob --max-steps "$TRAI
 step prepare 300 0 "$PY" -m blob_lora.models gemma-270m
 step tests 90 0 "$PY" -m pytest -m cuda tests -p no:cacheprovider -rs
 step train 120 1 "$PY" -m blob_lora.cli train "${TRAIN_ARGS[@]}" --output-dir "$WORK/train"
-step overhead 150 0 "$PY" bench/overhead.py --models gemma \
+step overhead 150 0 "$PY" -m bench.overhead --models gemma \
   --variants peft-lora,ours-lora,blob-sequence --steps-gemma "$OVERHEAD_STEPS" --warmup "$WARMUP" \
   --device "$DEVICE" --precision bf16 --batch "$BATCH" --seq-len "$SEQ" --threads "$THREADS" \
   --out "$WORK/overhead"
-step scoring 60 1 "$PY" bench/scoring.py --device "$DEVICE" --rounds "$ROUNDS" \
+step scoring 60 1 "$PY" -m bench.scoring --device "$DEVICE" --rounds "$ROUNDS" \
   --batch-size "$BATCH" --max-length "$SEQ" --threads "$THREADS" --out "$WORK/scoring"
-step precision 60 1 "$PY" bench/precision.py --device "$DEVICE" --rounds "$ROUNDS" \
+step precision 60 1 "$PY" -m bench.precision --device "$DEVICE" --rounds "$ROUNDS" \
   --batch-size "$BATCH" --max-length "$SEQ" --threads "$THREADS" --out "$WORK/precision"
 if [ "$DRY" = 1 ] || [ "$NGPU" -ge 2 ]; then
   step ddp 60 1 "$PY" -m accelerate.commands.launch --multi_gpu --num_processes 2 \

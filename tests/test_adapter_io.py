@@ -125,7 +125,7 @@ def test_a_flipped_byte_in_a_saved_tensor_file_is_named_on_load(tmp_path):
     import os
 
     from blob_lora.adapter_io import CONFIG_FILE, WEIGHTS_FILE, load_adapter_weights
-    from blob_lora.checkpoint import STATE_TENSORS, load_checkpoint, save_checkpoint
+    from blob_lora.run.checkpoint import STATE_TENSORS, load_checkpoint, save_checkpoint
 
     blob = get_blob_model(tiny_llama(), kind="blob", target_modules=["q_proj"])
     save_adapter(blob, tmp_path / "adapter")

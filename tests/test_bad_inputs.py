@@ -5,16 +5,17 @@ import json
 
 import pytest
 import torch
-from test_train import _cfg
+from minilm_runs import tiny_run_config as _cfg
 
 from blob_lora import ConfigError
 from blob_lora.cli import main
 from blob_lora.data.examples import TextExample
 from blob_lora.optim import AdapterOptimizer
-from blob_lora.run_config import load_run_config
-from blob_lora.run_files import RunDir
-from blob_lora.run_setup import _check_label_set, check_max_length
-from blob_lora.train import Runner, TrainingDivergedError
+from blob_lora.run.checks import check_label_set, check_max_length
+from blob_lora.run.config_file import load_run_config
+from blob_lora.run.files import RunDir
+from blob_lora.run.fit import TrainingDivergedError
+from blob_lora.run.runner import Runner
 
 
 @pytest.mark.parametrize(
@@ -67,7 +68,7 @@ def test_a_stray_label_is_named_by_split_and_position():
     train = [TextExample(f"t{i}", None, i % 2) for i in range(40)]
     train[17] = TextExample("t17", None, 5, id="row-17")
     with pytest.raises(ConfigError) as err:
-        _check_label_set('{"path": "mine.jsonl"}', {"train": train, "validation": train[:4]})
+        check_label_set('{"path": "mine.jsonl"}', {"train": train, "validation": train[:4]})
     text = str(err.value)
     assert "dataset 'mine' (mine.jsonl)" in text and "skip [2, 3, 4]" in text
     assert "train example 17 (id 'row-17')" in text

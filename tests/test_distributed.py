@@ -79,7 +79,7 @@ def test_two_processes_match_one_and_evaluate_every_example(tmp_path):
         ],
         tmp_path,
     )
-    from blob_lora.checkpoint import load_checkpoint
+    from blob_lora.run.checkpoint import load_checkpoint
 
     state = load_checkpoint(tmp_path / "two" / "checkpoints" / "step-2")
     assert len(state["rng"]) == 2  # really two processes
@@ -113,7 +113,7 @@ def test_two_processes_match_one_and_evaluate_every_example(tmp_path):
 def test_two_process_blob_has_one_noise_stream_per_process_and_resumes_exactly(tmp_path):
     from safetensors.torch import load_file
 
-    from blob_lora.checkpoint import load_checkpoint
+    from blob_lora.run.checkpoint import load_checkpoint
 
     blob = [*COMMON, "--method", "blob", "--max-steps", "4"]
     blob += ["--set", "save_every=2", "--set", "batch_size=2", "--set", "eval_samples=[0]"]

@@ -68,8 +68,8 @@ def test_a_kill_inside_a_checkpoint_write_leaves_the_previous_one_and_resume_is_
     tmp_path, monkeypatch
 ):
     from blob_lora import adapter_io
-    from blob_lora.run_config import RunConfig
-    from blob_lora.train import Runner
+    from blob_lora.run.config import RunConfig
+    from blob_lora.run.runner import Runner
 
     def config(name):
         return RunConfig.from_dict(CONFIG | {"output_dir": str(tmp_path / name)})
@@ -104,8 +104,8 @@ def test_a_corrupted_latest_checkpoint_names_the_earlier_one_and_resume_from_it_
 ):
     from blob_lora import adapter_io
     from blob_lora.errors import CheckpointError
-    from blob_lora.run_config import RunConfig
-    from blob_lora.train import Runner
+    from blob_lora.run.config import RunConfig
+    from blob_lora.run.runner import Runner
 
     def config(name):
         return RunConfig.from_dict(CONFIG | {"output_dir": str(tmp_path / name)})

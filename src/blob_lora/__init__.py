@@ -7,10 +7,39 @@ without importing torch and transformers.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
-from .bnb_logs import quiet_bitsandbytes
 from .errors import BlobLoraError, CheckpointError, ConfigError
+
+# Two bitsandbytes log notices that are no news to a blob-lora user, dropped from the log:
+# 'MatMul8bitLt: inputs will be cast ... to float16' (logged for every 8-bit layer on every
+# call; the cast is how LLM.int8() works) and 'Failed to load CPU gemm_4bit_forward from
+# kernels-community' (logged whenever bitsandbytes is imported on an AVX512-BF16 CPU: an
+# optional inference kernel from the hub). Installed here, at package import and without
+# importing torch, before anything imports bitsandbytes: a filter on a logger that
+# bitsandbytes creates later by the same name.
+_NOTICES = (
+    ("bitsandbytes.autograd._functions", "inputs will be cast"),
+    ("bitsandbytes.backends.cpu.ops", "kernels-community"),
+)
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in str(record.msg)
+
+
+def quiet_bitsandbytes() -> None:
+    for name, text in _NOTICES:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) for f in log.filters):
+            log.addFilter(_DropNotice(text))
+
 
 quiet_bitsandbytes()
 
@@ -22,7 +51,7 @@ _LAZY = {
     "BlobModel": "adapter_model",
     "get_blob_model": "adapter_model",
     "AdapterConfig": "config",
-    "KLSchedule": "kl_schedule",
+    "KLSchedule": "kl_plan",
     "AdapterOptimizer": "optim",
     "OptimConfig": "optim",
     "predictive_probs": "predictive",

@@ -28,7 +28,7 @@ from transformers.pytorch_utils import Conv1D
 from .adapter_model import BlobModel
 from .config import AdapterConfig
 from .errors import CheckpointError
-from .quantization import quantization_of
+from .layers.quantized import quantization_of
 from .sharding import load_into
 
 FORMAT = "blob-lora-adapter"

@@ -138,7 +138,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     import typing
 
     from .config import AdapterConfig
-    from .run_config import RunConfig
+    from .run.config import RunConfig
 
     for prefix, cls in (("", RunConfig), ("adapter.", AdapterConfig)):
         hints = typing.get_type_hints(cls)
@@ -167,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .errors import ConfigError
-    from .run_config import load_run_config
-    from .train import Runner
+    from .run.config_file import load_run_config
+    from .run.runner import Runner
 
     overrides = list(args.set)
     set_keys = {
@@ -208,9 +208,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .errors import ConfigError
-    from .run_config import RunConfig
-    from .run_files import RunDir
-    from .train import Runner
+    from .run.config import RunConfig
+    from .run.files import RunDir
+    from .run.runner import Runner
 
     run_dir = Path(args.run_dir)
     saved = RunDir(run_dir).config
@@ -283,13 +283,13 @@ def _plot_generation(rows: list[dict], path: str | Path | None) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .gen_cli import run_generate
+    from .generation.cli import run_generate
 
     return run_generate(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .run.demo import run_demo
 
     start = time.time()
     run_demo(Path(args.output_dir), dataset=args.dataset, max_steps=args.max_steps, seed=args.seed)
@@ -315,13 +315,20 @@ def _print_rows(rows: list[dict]) -> None:
 
         print("\n".join(print_lines(rows)))
         return
-    print(f"{'dataset':<12} {'method':<8} {'N':>3} {'ACC%':>7} {'ECE%':>7} {'NLL':>7} {'Brier':>7}")
+    print(
+        f"{'dataset':<12} {'method':<8} {'N':>3} {'ACC%':>7} {'ECE%':>7} {'NLL':>7} "
+        f"{'Brier':>7} {'majority%':>9}"
+    )
     for r in rows:
         head = f"{r['dataset']:<12} {r['method']:<8} {r['n_samples']:>3}"
         if "acc" not in r:  # a set with another task's labels
             print(f"{head}   predictions only (its labels are another task's)")
             continue
-        print(f"{head} {r['acc']:>7.2f} {r['ece']:>7.2f} {r['nll']:>7.3f} {r['brier']:>7.3f}")
+        majority = f"{r['majority_acc']:>9.2f}" if "majority_acc" in r else f"{'':>9}"
+        print(
+            f"{head} {r['acc']:>7.2f} {r['ece']:>7.2f} {r['nll']:>7.3f} {r['brier']:>7.3f} "
+            f"{majority}"
+        )
 
 
 COMMANDS = {

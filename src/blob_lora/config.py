@@ -43,7 +43,7 @@ class AdapterConfig:
         metadata={
             "help": "noise in training (and at N samples when predict_sample_mode is null): "
             "flipout (the authors' per-token signs; the default, chosen on MRPC dev: "
-            "bench/results/protocol_check.md) or sequence (one A per example; generation "
+            "experiments/results/protocol_check.md) or sequence (one A per example; generation "
             "always samples per sequence)"
         },
     )

@@ -14,7 +14,7 @@ from typing import Any
 from transformers import Trainer
 
 from .adapter_model import BlobModel
-from .kl_schedule import KLSchedule
+from .kl_plan import KLSchedule
 
 
 class BlobTrainer(Trainer):

@@ -10,7 +10,7 @@ from .config import AdapterConfig
 from .errors import ConfigError
 from .layers import LAYER_TYPES, AdapterLayer
 from .layers.base_ops import is_adaptable
-from .quantization import is_quantized_linear, keep_trainable
+from .layers.quantized import is_quantized_linear, keep_trainable
 
 
 def name_matches(name: str, patterns: list[str] | str) -> bool:

@@ -22,6 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from .adapter_model import BlobModel
 from .errors import ConfigError
+from .kl_plan import AUTHORS
 from .sharding import full, full_optimizer_state, is_sharded, load_optimizer_state
 
 SCHEMES = ("authors", "elbo")
@@ -31,7 +32,7 @@ SCHEMES = ("authors", "elbo")
 class OptimConfig:
     scheme: str = "authors"
     lr: float = 1e-4
-    kl_lr: float = 0.01
+    kl_lr: float = AUTHORS["causal-lm"].kl_lr  # the authors' LLM setting (kl_plan.AUTHORS)
     weight_decay: float = 0.0
     warmup_steps: int = 0
     total_steps: int = 1000

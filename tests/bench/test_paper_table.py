@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from bench import paper_table, table_collect, table_plan, table_report, table_run, table_status
 from blob_lora.metrics import accuracy, auroc, ece, nll, reliability_bins
-from blob_lora.run_config import load_run_config
+from blob_lora.run.config_file import load_run_config
 
 
 @pytest.fixture
@@ -314,7 +314,7 @@ def test_a_bf16_tier_is_refused_on_a_cpu_that_emulates_bf16(tier, monkeypatch, c
     """Unless told otherwise: it would train tens of times slower than in fp32."""
     spec = table_plan.TIERS["tiny"]
     spec.write_text(spec.read_text().replace("max_steps: 7", "max_steps: 7, precision: bf16"))
-    monkeypatch.setattr("blob_lora.precision.cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr("blob_lora.run.precision.cpu_has_native_bf16", lambda: native)
     monkeypatch.setattr(table_run, "no_accelerator", lambda: True)
     started = []
 

@@ -1,12 +1,10 @@
 """The generation study's budget: the classification regime rule applied to ROUGE-L."""
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import generation_study  # noqa: E402
+from experiments import generation_study
 
 
 def _scan(tmp_path: Path, curve: list[tuple[int, float, float]]) -> generation_study.Size:
@@ -43,7 +41,7 @@ def test_a_scan_whose_nll_still_falls_is_too_short_and_the_report_says_so(tmp_pa
 def test_the_gamma_axis_shows_where_the_kl_never_acts_and_agrees_with_blob_train():
     """gamma 4 gives DialogSum a cycle longer than any run: sigma stays at its init. In this
     study's 175-step run gamma 8's cycle is too long as well, and `blob train` refuses it."""
-    from blob_lora.kl_schedule import KLSchedule
+    from blob_lora.kl_plan import KLSchedule
 
     md = generation_study._gamma_axis(175)
     rows = {

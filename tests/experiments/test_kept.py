@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import dev_runs  # noqa: E402
-import kept  # noqa: E402
+from experiments import dev_runs, kept
 
 
 @pytest.fixture

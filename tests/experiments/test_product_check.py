@@ -1,15 +1,12 @@
 """The product check is the table's BLoB run with exactly the product's changed defaults."""
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "experiments"))
-sys.path.insert(0, str(ROOT / "bench"))
-import product_check  # noqa: E402
-import table_plan  # noqa: E402
+from bench import table_plan
+from blob_lora.run.config_file import load_run_config
+from experiments import product_check
 
-from blob_lora.run_config import load_run_config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(cmd: list[str]) -> dict:

@@ -1,14 +1,12 @@
 """The protocol pairs at another seed: the same runs but for the seed, in folders of their own,
 and the rule that reads each pair."""
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "experiments"))
-import protocol_check  # noqa: E402
+from blob_lora.run.config_file import load_run_config
+from experiments import protocol_check
 
-from blob_lora.run_config import load_run_config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(cmd: list[str]) -> dict:

@@ -1,10 +1,6 @@
 """The regime rule: which scanned step becomes a task's training budget."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
-import regime_scan  # noqa: E402
+from experiments import regime_scan
 
 
 def _points(curve: list[tuple[int, float, float]]) -> list[dict]:
@@ -49,9 +45,32 @@ def test_a_scan_whose_nll_still_falls_at_its_end_is_marked_too_short():
 
 def test_the_report_knows_the_budget_each_committed_table_tier_trains():
     budgets = regime_scan.table_budgets()
-    assert budgets[("gemma-270m", "rte-qa")] == ("gemma-overconfident", 1100)
-    assert budgets[("minilm", "mrpc")] == ("minilm-regime", 800)
-    row = {"steps": 400, "table_steps": 1100, "table_tier": "gemma-overconfident"}
-    assert regime_scan._in_table(row) == "1100, tier gemma-overconfident"
-    assert regime_scan._in_table(row | {"steps": 1100}).endswith("(this budget)")
-    assert regime_scan._in_table({"steps": 700, "table_steps": None}) == "–"
+    assert ("gemma-270m", "rte-qa", "gemma-overconfident", 1100) in budgets
+    assert ("gemma-270m", "rte-qa", "oc-gemma", 1100) in budgets
+    assert ("minilm", "mrpc", "minilm-regime", 800) in budgets
+    assert ("minilm", "mrpc", "oc-minilm", 1000) in budgets
+    row = {"table": [{"tier": "minilm-regime", "steps": 800}, {"tier": "oc-minilm", "steps": 1000}]}
+    assert regime_scan._in_table(row) == "800 (minilm-regime), 1000 (oc-minilm)"
+    assert regime_scan._in_table({"table": []}) == "–"
+
+
+def _committed_curve(task: str) -> list[dict]:
+    import json
+
+    rows = json.loads((regime_scan.RESULTS / "regime.json").read_text())
+    return next(r["curve"] for r in rows if r["dataset"] == task)
+
+
+def test_the_overconfident_budget_is_the_best_accuracy_where_ece_has_doubled_past_8():
+    # the committed scans: RTE-qa's is the budget the Gemma tier was trained at (1100, ECE
+    # 20.9 against its lowest 7.3); MRPC's the end of its scan (1000, ECE 9.5 against 2.8)
+    rte_qa = regime_scan.overconfident_budget(_committed_curve("rte-qa"), earliest=400)
+    assert (rte_qa["step"], round(rte_qa["ece"], 1)) == (1100, 20.9)
+    mrpc = regime_scan.overconfident_budget(_committed_curve("mrpc"), earliest=800)
+    assert (mrpc["step"], round(mrpc["ece"], 1)) == (1000, 9.5)
+    # TREC stays calibrated and AG News only mildly overconfident (ECE <= 4.6): none
+    assert regime_scan.overconfident_budget(_committed_curve("trec"), earliest=1000) is None
+    assert regime_scan.overconfident_budget(_committed_curve("ag-news"), earliest=800) is None
+    # an ECE past 8 that has not doubled from the scan's lowest does not count
+    points = [{"step": s, "acc": 80.0, "ece": e} for s, e in [(100, 5.0), (200, 9.0)]]
+    assert regime_scan.overconfident_budget(points, earliest=100) is None

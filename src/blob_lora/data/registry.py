@@ -53,6 +53,8 @@ class DatasetSpec:
     resplit: Resplit | None = None
     aliases: Mapping[str, str] | None = None  # a split name -> the split that serves it
     note: str = ""
+    # the split a run trained on another dataset evaluates this one on (out of distribution)
+    ood_split: str = "validation"
 
     @property
     def kind(self) -> str:
@@ -123,6 +125,7 @@ def _mmlu(name: str, subject: str) -> DatasetSpec:
         config=subject,
         olmo=f"hails/mmlu_no_train/{subject}",
         note="splits dev (5), validation, test; the paper evaluates on test",
+        ood_split="test",  # as the paper: MMLU subjects out of distribution, on test
     )
 
 

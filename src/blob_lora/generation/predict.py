@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.batching import batch_seed, global_batches
 from ..data.examples import GenerationExample
 from ..errors import ConfigError
-from ..shards import batch_seed, global_batches
 from .decode import decoding_noise_outputs, mean_output, sample_outputs
 from .metrics import pairwise_disagreement, rouge_scorer
 

@@ -14,7 +14,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from ..errors import ConfigError
-from ..quantization import is_quantized_linear
+from .quantized import is_quantized_linear
 
 
 def linear_shape(module: nn.Module) -> tuple[int, int]:

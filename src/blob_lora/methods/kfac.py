@@ -170,7 +170,7 @@ class _LayerStats:
         xs, masks, g_b_parts = [], [], []
         g_a = torch.zeros(c, n, layer.r, dtype=torch.float64, device=lam.device)
         for x, rows, g in calls:
-            idx = _all_rows(layer, rows)
+            idx = all_rows(layer, rows)
             pos = self.positions(idx, name)
             g = g.double()
             xs.append(x.double())
@@ -199,7 +199,7 @@ class _LayerStats:
         )
 
 
-def _all_rows(layer: AdapterLayer, rows: torch.Tensor | None) -> torch.Tensor:
+def all_rows(layer: AdapterLayer, rows: torch.Tensor | None) -> torch.Tensor:
     if rows is None:
         return torch.arange(layer.out_features, device=layer.lora_B.device)
     return rows.to(layer.lora_B.device)
@@ -211,7 +211,7 @@ def _ggn_factor(g: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     return torch.einsum("cbj,cbk->jk", g, weighted)
 
 
-def _softmax_hessian(logits: torch.Tensor) -> torch.Tensor:
+def softmax_hessian(logits: torch.Tensor) -> torch.Tensor:
     """``diag(p) - p p^T`` per example: the GGN of the cross-entropy in logit space."""
     p = torch.softmax(logits.double(), -1)
     return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]

@@ -58,7 +58,7 @@ from .kfac import KronBlock, LayerPosterior, full_precision
 from .laplace_posterior import (
     PRIOR_STRUCTURES,
     KronLaplace,
-    _check_structure,
+    check_structure,
     probit_probs,
     sample_probs,
 )
@@ -110,7 +110,7 @@ class LaplaceLoRA(Method):
             raise ConfigError(f"laplace link {self.link!r} is unknown; use one of {LINKS}")
         if self.fit_on not in FIT_SETS:
             raise ConfigError(f"laplace fit_on {self.fit_on!r} is unknown; use one of {FIT_SETS}")
-        _check_structure(self.prior_structure)
+        check_structure(self.prior_structure)
         if self.link_samples < 1:
             raise ConfigError("laplace link_samples must be >= 1")
         if self.compute_dtype not in DTYPES:

@@ -15,10 +15,10 @@ from .kfac import (
     BlockKey,
     Call,
     LayerPosterior,
-    _all_rows,
     _LayerStats,
-    _softmax_hessian,
+    all_rows,
     jacobian_pass,
+    softmax_hessian,
 )
 
 log = logging.getLogger("blob_lora.methods.laplace")  # the method's logger, as before the split
@@ -71,7 +71,7 @@ class KronLaplace:
         try:
             for batch in batches:
                 logits, calls = jacobian_pass(model, lambda b=batch: class_logits(b))
-                lam = _softmax_hessian(logits)
+                lam = softmax_hessian(logits)
                 labels = batch["labels"].to(logits.device)
                 loglik += torch.log_softmax(logits.double(), -1).gather(1, labels[:, None]).sum()
                 n_fit += logits.shape[0]
@@ -114,7 +114,7 @@ class KronLaplace:
 
     def prior_groups(self, structure: str) -> list[list[BlockKey]]:
         """The blocks that share one prior precision under ``structure``."""
-        _check_structure(structure)
+        check_structure(structure)
         keys = list(self._eigs)
         if structure == "scalar":
             return [keys]
@@ -193,7 +193,7 @@ class KronLaplace:
             layer, post = layers[name], self.layers[name]
             s = layer.scaling
             a_w, b_w = layer.lora_A.detach().to(dt), layer.lora_B.detach().to(dt)
-            idxs = [_all_rows(layer, rows) for _, rows, _ in layer_calls]
+            idxs = [all_rows(layer, rows) for _, rows, _ in layer_calls]
             outside = torch.cat([i[post.lookup[i] < 0] for i in idxs]).unique()
             out_pos = torch.full_like(post.lookup, -1)
             out_pos[outside] = torch.arange(outside.numel(), device=outside.device)
@@ -229,7 +229,7 @@ def _block_delta(precision: Precision, key: BlockKey) -> float:
     return precision[key] if isinstance(precision, dict) else precision
 
 
-def _check_structure(structure: str) -> None:
+def check_structure(structure: str) -> None:
     if structure not in PRIOR_STRUCTURES:
         raise ConfigError(
             f"laplace prior_structure {structure!r} is unknown; use one of {PRIOR_STRUCTURES}"

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from ..adapter_model import BlobModel
+from ..data.batching import batch_seed
 from ..errors import ConfigError
 from ..predictive import predictive_probs
-from ..shards import batch_seed
 from .base import Method, PostTrainContext
 
 log = logging.getLogger(__name__)

@@ -53,7 +53,7 @@ def generation_table(rows: list[dict[str, Any]], metrics: Iterable[str] | None =
     wanted = list(metrics or GEN_METRICS)
     cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        key = (row["dataset"], method_label({**row, "method": _method(row)}))
+        key = (row["dataset"], method_label({**row, "method": method_with_sampler(row)}))
         for metric in wanted:
             value = row.get(metric)
             if isinstance(value, int | float):
@@ -70,7 +70,7 @@ def generation_table(rows: list[dict[str, Any]], metrics: Iterable[str] | None =
     return "\n".join(lines) + f"\n\nmean ± std over seeds {seeds}; (1): a single seed. {NOTE}\n"
 
 
-def _method(row: dict[str, Any]) -> str:
+def method_with_sampler(row: dict[str, Any]) -> str:
     """The method with how its samples differ: `blob` (weights) or `mle+decoding`."""
     sampler = row.get("sampler")
     return f"{row['method']}+decoding" if sampler == "decoding" else row["method"]

@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..atomic import atomic_path
-from .generation import GEN_LABELS, _method
+from .generation import GEN_LABELS, method_with_sampler
 from .table import method_label
 
 BARS = ("rouge1", "rouge2", "rougeL", "bertscore_f1")
@@ -31,7 +31,7 @@ def generation_figure(rows: list[dict[str, Any]]) -> Figure:
         values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in rows:
             if r["dataset"] == dataset:
-                label = method_label({**r, "method": _method(r)})
+                label = method_label({**r, "method": method_with_sampler(r)})
                 for m in metrics:
                     if isinstance(r.get(m), int | float):
                         values[label][m].append(float(r[m]))

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..run_files import RunDir
+from ..run.files import RunDir
 
 METRICS = ("acc", "ece", "nll", "sigma_mean", "sigma_ratio_median", "mean_mi")
 # rows only where a method has them: a posterior (sigma), sampled predictions (mean_mi)
@@ -54,10 +54,15 @@ def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
                 "or results JSON files"
             )
         setting = _setting(given if given.is_dir() else given.parent)
+        final_rows = [
+            row for path in files if path.name == "results-final.json" for row in _read_rows(path)
+        ]
         for path in files:
             tag = path.stem.removeprefix("results-") if given.is_dir() else None
             for row in _read_rows(path):
                 if tag and tag != "final":
+                    if row in final_rows:
+                        continue  # `blob eval` of the same set and N: the final row, again
                     row = {**row, "tag": tag}
                 row = {**row, "setting": setting} if setting else row
                 key = tuple(

@@ -1,0 +1,37 @@
+from blob_lora.run.demo import demo_config, reading
+
+
+def _rows(mle_acc=80.0, ratio=0.8, sigma=0.03, n0_nll=0.46, n10_nll=0.45):
+    common = {"dataset": "mrpc", "seed": 0, "majority_acc": 68.0}
+    return [
+        {**common, "method": "mle", "n_samples": 0, "acc": mle_acc, "ece": 9.0, "nll": 0.5},
+        *(
+            {**common, "method": "blob", "n_samples": n, "acc": 81.0, "ece": 6.0, "nll": nll,
+             "sigma_mean": sigma, "sigma_ratio_median": ratio}
+            for n, nll in ((0, n0_nll), (10, n10_nll))
+        ),
+    ]  # fmt: skip
+
+
+def test_the_reading_says_what_the_numbers_say():
+    text = "\n".join(reading(_rows()))
+    assert "+12.0 points" in text and "formed." in text
+    assert "ECE 6.00 vs 9.00 (better)" in text and "NLL 0.450 vs 0.500 (better)" in text
+    assert "sampling helps" in text and "barely learned" not in text
+
+
+def test_the_reading_names_a_model_that_did_not_learn_and_a_posterior_that_did_not_help():
+    text = "\n".join(reading(_rows(mle_acc=70.0, sigma=0.002, n0_nll=0.45)))
+    assert "barely learned" in text and "not formed" in text
+    assert "sampling did not help" in text
+    assert "collapsed" in "\n".join(reading(_rows(ratio=30.0)))
+
+
+def test_the_demo_runs_mle_and_blob_with_the_same_settings(tmp_path):
+    mle, blob = (demo_config(m, tmp_path, "mrpc", 600, 0) for m in ("mle", "blob"))
+    assert {
+        k: v for k, v in mle.to_dict().items() if k not in ("method", "output_dir", "eval_samples")
+    } == {
+        k: v for k, v in blob.to_dict().items() if k not in ("method", "output_dir", "eval_samples")
+    }
+    assert blob.eval_samples == [0, 10] and blob.kl_plan == "budget"
