@@ -101,3 +101,24 @@ def test_map_decay_below_fp32_resolution_trains_bit_for_bit_as_mle():
     assert torch.equal(_train_mle(1e-5, 1e-3), _train_mle(0.0, 1e-3))
     assert not decay_is_lost(1e-2, 1e-4) and not decay_is_lost(1e-3, 0.0)
     assert not torch.equal(_train_mle(1e-4, 1e-2), _train_mle(0.0, 1e-2))
+
+
+def test_kl_off_the_means_moves_g_by_the_kl_and_leaves_the_means_to_the_nll():
+    """kl_on_means=False: a pure KL step (no NLL gradient) moves G exactly as before and
+    the means not at all; with the default it decays the means toward the prior mean."""
+    for on_means in (True, False):
+        blob = get_blob_model(tiny_llama(), kind="blob", target_modules=["q_proj", "v_proj"])
+        randomize_adapters(blob)
+        config = OptimConfig(lr=1e-2, kl_lr=0.05, total_steps=10, kl_on_means=on_means)
+        opt = AdapterOptimizer(blob, config)
+        layer = next(iter(blob.adapters().values()))
+        m_before, g_before = layer.lora_A.detach().clone(), layer.lora_A_g.detach().clone()
+        g_kl = torch.autograd.grad(blob.kl().float(), layer.lora_A_g)[0]
+        m_kl = torch.autograd.grad(blob.kl().float(), layer.lora_A)[0]
+        opt.step(kl_weight=1.0)
+        assert torch.allclose(layer.lora_A_g.detach(), g_before - 0.05 * g_kl, atol=1e-6)
+        moved = layer.lora_A.detach() - m_before
+        if on_means:
+            assert torch.allclose(moved, -0.05 * m_kl, atol=1e-6) and moved.abs().max() > 0
+        else:
+            assert torch.equal(moved, torch.zeros_like(moved))

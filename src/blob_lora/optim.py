@@ -41,6 +41,9 @@ class OptimConfig:
     # the authors' schedulers are prepared by Accelerate, which steps them once per process
     # per optimizer step: with P processes their LR reaches 0 after total_steps / P steps
     scheduler_steps_per_step: int = 1
+    # False: the KL term moves only the std parameters G, never the means (whose KL
+    # gradient is a weight decay M / beta^2: the pull that costs accuracy)
+    kl_on_means: bool = True
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -116,10 +119,11 @@ class AdapterOptimizer:
 
     def step(self, kl_weight: float) -> torch.Tensor:
         """Apply one optimizer step; returns the (unweighted) KL used, float64."""
+        kl_params = (self.mean_params if self.config.kl_on_means else []) + self.std_params
         if self.kl_opt is None:
             kl = self.model.kl()
             if kl_weight:
-                _add_kl_grad(self.mean_params + self.std_params, (kl * kl_weight).float())
+                _add_kl_grad(kl_params, (kl * kl_weight).float())
             self._clip(self.mean_params + self.std_params)
             self.main.step()
         else:
@@ -131,7 +135,7 @@ class AdapterOptimizer:
             for p, g in zip(self.std_params, std_nll_grads, strict=True):
                 p.grad = g  # G keeps its NLL gradient for the SGD step
             kl = self.model.kl()  # after the AdamW step, as the authors' loop does
-            _add_kl_grad(self.mean_params + self.std_params, (kl * kl_weight).float())
+            _add_kl_grad(kl_params, (kl * kl_weight).float())
             self.kl_opt.step()
         for sched in self.schedulers:
             for _ in range(self.config.scheduler_steps_per_step):

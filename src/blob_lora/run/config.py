@@ -143,6 +143,13 @@ class RunConfig:
             "authors: their M (from gamma) and kl_lr as given"
         },
     )
+    kl_on_means: bool = field(
+        default=True,
+        metadata={
+            "help": "false: the KL moves only the posterior std, not the means (no weight "
+            "decay of M toward the prior mean)"
+        },
+    )
     kl_clock_scale: float = field(
         default=0.2,
         metadata={

@@ -144,6 +144,7 @@ def build_optimizer(ctx: RunContext, plan: KLPlan) -> AdapterOptimizer:
             max_grad_norm=cfg.max_grad_norm,
             adam_eps=cfg.adam_eps,
             scheduler_steps_per_step=ctx.acc.num_processes if cfg.lr_schedule_per_process else 1,
+            kl_on_means=cfg.kl_on_means,
         ),
     )
 

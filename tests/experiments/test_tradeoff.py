@@ -1,0 +1,75 @@
+"""The trade-off study's pre-declared rule, and the runs it plans."""
+
+import pytest
+
+from blob_lora.run.config_file import load_run_config
+from experiments import tradeoff
+
+
+def _rows(table: dict) -> dict:
+    """{(name, N): [(seed, acc, ece, nll), ...]} -> the study's rows."""
+    return {
+        key: [{"seed": s, "acc": a, "ece": e, "nll": n, "n_samples": key[1]} for s, a, e, n in v]
+        for key, v in table.items()
+    }
+
+
+def test_the_rule_guards_accuracy_then_takes_the_lowest_nll_and_breaks_ties_by_ece():
+    rows = _rows({
+        ("mle", 0): [(0, 75.0, 9.0, 0.55)],
+        ("ts", 0): [(0, 75.0, 2.0, 0.50)],  # a baseline: never chosen
+        ("authors", 10): [(0, 72.0, 3.0, 0.47)],  # best NLL, but 3 points below MLE
+        ("default", 10): [(0, 74.5, 5.0, 0.500)],
+        ("default", 0): [(0, 74.5, 6.0, 0.503)],  # a tie on NLL, higher ECE
+        ("sigma-only", 10): [(0, 76.0, 4.0, 0.504)],  # a tie on NLL, lower ECE: chosen
+    })  # fmt: skip
+    picked = tradeoff.choose(rows)
+    chosen = picked["chosen"]
+    assert (chosen["setting"], chosen["n"]) == ("sigma-only", 10)
+    eligible = {(c["setting"], c["n"]): c["eligible"] for c in picked["candidates"]}
+    assert eligible[("authors", 10)] is False and eligible[("default", 0)] is True
+
+
+def test_candidates_are_compared_on_the_seeds_mle_has():
+    rows = _rows({
+        ("mle", 0): [(0, 75.0, 9.0, 0.55)],
+        ("default", 10): [(0, 75.0, 5.0, 0.50), (1, 70.0, 5.0, 0.40)],  # seed 1: no MLE
+    })  # fmt: skip
+    assert tradeoff.choose(rows)["candidates"] == []
+    rows[("mle", 0)].append({"seed": 1, "acc": 71.0, "ece": 9.0, "nll": 0.55, "n_samples": 0})
+    chosen = tradeoff.choose(rows)["chosen"]
+    assert chosen["seeds"] == [0, 1] and chosen["acc"] == pytest.approx(72.5)
+
+
+def test_the_product_default_is_chosen_everywhere_or_by_rank_sums():
+    def choice(*eligible_by_nll, chosen=None):
+        cands = [{"setting": s, "n": 10, "nll": 0.4 + i / 100, "eligible": True}
+                 for i, s in enumerate(eligible_by_nll)]  # fmt: skip
+        return {"candidates": cands, "chosen": cands[0] if cands else chosen}
+
+    same = {"mrpc": choice("a", "b"), "rte-qa": choice("a", "c")}
+    assert tradeoff.product_default(same) == "a"
+    # the tasks choose a and b; rank sums a 1+3, b 2+1, c 3+2: b
+    split = {"mrpc": choice("a", "b", "c"), "rte-qa": choice("b", "c", "a")}
+    assert tradeoff.product_default(split) == "b"
+    assert tradeoff.product_default({"mrpc": choice("a"), "rte-qa": choice("b")}) is None
+
+
+def test_every_planned_run_is_a_valid_config_on_the_dev_carve(monkeypatch):
+    monkeypatch.setattr(tradeoff, "budget", lambda task: 1000)
+    for task, settings in tradeoff.TASK_SETTINGS.items():
+        for name in ("mle", "ts", *settings, f"{tradeoff.TS_ON}default"):
+            cmd = tradeoff.command(task, name, seed=1)
+            sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
+            cfg = load_run_config(None, sets)
+            assert cfg.seed == 1 and cfg.calib_fraction == 0.2 and '"dev": 0.2' in cfg.dataset
+            if name == "ts" or name.startswith(tradeoff.TS_ON):
+                assert cfg.max_steps == 0 and cfg.init_from
+            else:
+                assert cfg.max_steps == 1000
+    sigma_only = load_run_config(
+        None,
+        [c for i, c in enumerate(tradeoff.command("mrpc", "sigma-only", 0)) if i and
+         tradeoff.command("mrpc", "sigma-only", 0)[i - 1] == "--set"],
+    )  # fmt: skip
+    assert sigma_only.kl_on_means is False and sigma_only.method == "blob"
