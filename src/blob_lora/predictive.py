@@ -61,6 +61,28 @@ def weight_draws(model: BlobModel, n_samples: int, sample_mode: str | None = Non
         yield from range(max(n_samples, 1))
 
 
+def gaussian_softmax_mean(
+    mean: torch.Tensor,
+    cov: torch.Tensor,
+    draws: int = 4096,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """E[softmax(transform(z))] for z ~ N(mean, cov), by `draws` Monte Carlo draws of the C
+    logits (C is small: a class or answer count, so each draw costs next to nothing).
+    `transform` (e.g. Gemma's logit soft-capping) acts on each draw, as the model's own
+    head would; mean (..., C), cov (..., C, C) -> probabilities (..., C)."""
+    mean, cov = mean.double(), cov.double()
+    jitter = 1e-12 * torch.eye(mean.shape[-1], dtype=cov.dtype, device=cov.device)
+    scale = torch.linalg.cholesky(cov + jitter)  # a rank-r covariance needs the jitter
+    shape = (draws, *mean.shape)
+    eps = torch.randn(shape, dtype=mean.dtype, device=mean.device, generator=generator)
+    z = mean + torch.einsum("...cd,s...d->s...c", scale, eps)
+    if transform is not None:
+        z = transform(z)
+    return torch.softmax(z, dim=-1).mean(0)
+
+
 def predictive_probs(
     model: BlobModel,
     class_logits: Callable[[], torch.Tensor],

@@ -159,6 +159,28 @@ class BLoBLayer(AdapterLayer):
     def kl(self) -> torch.Tensor:
         return gaussian_kl(self.lora_A, self.std_A, self.prior_std)
 
+    @torch.no_grad()
+    def output_gaussian(
+        self, x: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exact distribution of this layer's output `rows` given its input x (..., in),
+        over the posterior of A: the output is linear in A, and A's entries are independent
+        Gaussians, so it is Gaussian with mean ``base(x) + s B M x`` and covariance
+        ``s^2 B diag(Omega^2 x^2) B^T`` (one coherent sample of A per input, as the
+        `sequence` mode draws). Returns (mean (..., C), covariance (..., C, C)), float64."""
+        rows_idx = torch.arange(self.out_features, device=x.device) if rows is None else rows
+        mean = self.forward_rows_mean(x, rows_idx).double()
+        b = self.lora_B[rows_idx].double() * self.scaling  # (C, r)
+        var = F.linear(x.double() ** 2, self.std_A.double() ** 2)  # (..., r): Var[(A x)_k]
+        cov = torch.einsum("ck,...k,dk->...cd", b, var, b)
+        return mean, cov
+
+    def forward_rows_mean(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The output rows at the posterior mean (the N=0 pass), whatever the noise mode."""
+        out = base_rows(self.base, x, rows)
+        delta = F.linear(F.linear(x.to(self.lora_A.dtype), self.lora_A), self.lora_B[rows])
+        return out + (delta * self.scaling).to(out.dtype)
+
 
 class BBBLayer(BLoBLayer):
     """Bayes by backprop on both factors: B ~ N(B_mean, Omega_B^2) as well."""
@@ -203,6 +225,13 @@ class BBBLayer(BLoBLayer):
 
     def kl(self) -> torch.Tensor:
         return super().kl() + gaussian_kl(self.lora_B, self.std_B, self.prior_std)
+
+    def output_gaussian(
+        self, x: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError(
+            "BBB's output is a product of two Gaussian factors, not Gaussian: no closed form"
+        )
 
 
 LAYER_TYPES: dict[str, type[AdapterLayer]] = {
