@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import SAMPLE_MODES
+from .config import PREDICT_MODES
 from .errors import BlobLoraError
 
 
@@ -74,9 +74,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--noise",
-        choices=SAMPLE_MODES,
+        choices=PREDICT_MODES,
         help="the noise of the N samples for this evaluation (weight-sampling runs: blob, "
-        "bbb, tfb): flipout, or sequence (one weight sample per input); default: the run's",
+        "bbb, tfb): flipout, sequence (one weight sample per input), or head (one pass: the "
+        "trunk at its mean and the head adapter's exact Gaussian logits, blob and tfb runs "
+        "with an adapter on the output layer); default: the run's",
     )
 
 
@@ -229,6 +231,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--noise needs weight samples, and {run_dir} ({cfg.method}) has none; "
                 "use it on a blob, bbb or tfb run"
+            )
+        if args.noise == "head" and adapter.kind != "blob":
+            raise ConfigError(
+                f"--noise head needs a Gaussian A and a point-estimate B (a blob or tfb run); "
+                f"{run_dir} ({cfg.method}) has kind {adapter.kind!r}: use sequence or flipout"
             )
         adapter.predict_sample_mode = args.noise
         tag = f"eval-{args.noise}" if tag == "eval" else tag

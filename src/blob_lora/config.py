@@ -10,6 +10,9 @@ from .errors import ConfigError
 
 ADAPTER_KINDS = ("lora", "blob", "bbb")
 SAMPLE_MODES = ("sequence", "flipout")
+# prediction only: `head` draws no network at all: the trunk once at its posterior mean,
+# and the head adapter's exact Gaussian over the class logits (predictive.head_predictive)
+PREDICT_MODES = (*SAMPLE_MODES, "head")
 # keys added after adapters were saved without them: the value those adapters ran with
 LEGACY_VALUES: dict[str, Any] = {"predict_sample_mode": None}  # the training noise
 STD_PARAMS = ("square", "softplus")
@@ -52,8 +55,10 @@ class AdapterConfig:
         default="sequence",
         metadata={
             "help": "noise of the N samples: sequence (one weight sample per input, a whole "
-            "network per draw; the default, chosen on MRPC dev: bench/results/"
-            "noise_at_test.md), flipout, or null for the training noise (the paper preset)"
+            "network per draw; the default, chosen on MRPC dev: experiments/results/"
+            "noise_at_test.md), flipout, head (one pass: the trunk at its mean, the head "
+            "adapter's exact Gaussian logits), or null for the training noise (the paper "
+            "preset)"
         },
     )
 
@@ -76,10 +81,15 @@ class AdapterConfig:
             raise ConfigError(
                 f"sample_mode {self.sample_mode!r} is unknown; use one of {SAMPLE_MODES}"
             )
-        if self.predict_sample_mode not in (None, *SAMPLE_MODES):
+        if self.predict_sample_mode not in (None, *PREDICT_MODES):
             raise ConfigError(
                 f"predict_sample_mode {self.predict_sample_mode!r} is unknown; use one of "
-                f"{SAMPLE_MODES} or leave it unset (the training noise)"
+                f"{PREDICT_MODES} or leave it unset (the training noise)"
+            )
+        if self.predict_sample_mode == "head" and self.kind != "blob":
+            raise ConfigError(
+                f"predict_sample_mode=head needs a Gaussian A and a point-estimate B (kind "
+                f"blob); this adapter is {self.kind!r}: use sequence or flipout"
             )
         if not self.target_modules:
             raise ConfigError("target_modules is empty; name at least one module, e.g. q_proj")

@@ -10,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
+from torch import nn
 
 from .adapter_model import BlobModel
 from .config import AdapterConfig
 
 COMBINES = ("probs", "logits")
+HEAD = "head"  # the closed-form head prediction mode (config.PREDICT_MODES)
+HEAD_DRAWS = 4096  # draws of the C class logits: Monte Carlo error under 0.01 of a probability
+HEAD_KEPT = 64  # of them, kept per input for the mutual information
 
 
 @torch.no_grad()
@@ -57,8 +61,32 @@ def weight_draws(model: BlobModel, n_samples: int, sample_mode: str | None = Non
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
     cfg = model.adapter_config
     mode = "mean" if n_samples == 0 else sample_mode or predict_noise(cfg)
+    if mode == HEAD:
+        raise ValueError(
+            "predict_sample_mode=head predicts class logits in one pass and draws no weights "
+            "(generation samples whole networks: use sequence)"
+        )
     with model.sampling(mode):
         yield from range(max(n_samples, 1))
+
+
+def gaussian_softmax_draws(
+    mean: torch.Tensor,
+    cov: torch.Tensor,
+    draws: int,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """softmax(transform(z)) of `draws` draws z ~ N(mean, cov): (draws, ..., C)."""
+    mean, cov = mean.double(), cov.double()
+    jitter = 1e-12 * torch.eye(mean.shape[-1], dtype=cov.dtype, device=cov.device)
+    scale = torch.linalg.cholesky(cov + jitter)  # a rank-r covariance needs the jitter
+    shape = (draws, *mean.shape)
+    eps = torch.randn(shape, dtype=mean.dtype, device=mean.device, generator=generator)
+    z = mean + torch.einsum("...cd,s...d->s...c", scale, eps)
+    if transform is not None:
+        z = transform(z)
+    return torch.softmax(z, dim=-1)
 
 
 def gaussian_softmax_mean(
@@ -72,15 +100,7 @@ def gaussian_softmax_mean(
     logits (C is small: a class or answer count, so each draw costs next to nothing).
     `transform` (e.g. Gemma's logit soft-capping) acts on each draw, as the model's own
     head would; mean (..., C), cov (..., C, C) -> probabilities (..., C)."""
-    mean, cov = mean.double(), cov.double()
-    jitter = 1e-12 * torch.eye(mean.shape[-1], dtype=cov.dtype, device=cov.device)
-    scale = torch.linalg.cholesky(cov + jitter)  # a rank-r covariance needs the jitter
-    shape = (draws, *mean.shape)
-    eps = torch.randn(shape, dtype=mean.dtype, device=mean.device, generator=generator)
-    z = mean + torch.einsum("...cd,s...d->s...c", scale, eps)
-    if transform is not None:
-        z = transform(z)
-    return torch.softmax(z, dim=-1).mean(0)
+    return gaussian_softmax_draws(mean, cov, draws, transform, generator).mean(0)
 
 
 def predictive_probs(
@@ -97,5 +117,70 @@ def predictive_probs(
     """
     if n_samples < 0:  # before the generator starts: the error belongs to the caller
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-    probs, each = average_draws(class_logits, weight_draws(model, n_samples, sample_mode))
+    if n_samples and (sample_mode or predict_noise(model.adapter_config)) == HEAD:
+        probs, each = head_predictive(model, class_logits)
+    else:
+        probs, each = average_draws(class_logits, weight_draws(model, n_samples, sample_mode))
     return (probs, each) if return_samples else probs
+
+
+def head_layer(model: BlobModel) -> nn.Module:
+    """The adapter on the model's output layer (a causal LM's lm_head, a classifier's
+    `classifier` / `score`): the last Bayesian layer, linear in its A."""
+    inner = model.model
+    while not hasattr(inner, "get_output_embeddings") and isinstance(
+        getattr(inner, "model", None), nn.Module
+    ):
+        inner = inner.model
+    candidates = [
+        getattr(inner, "classifier", None),
+        getattr(inner, "score", None),
+        inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None,
+    ]
+    for module in candidates:
+        if hasattr(module, "output_gaussian"):
+            return module
+    raise ValueError(
+        "predict_sample_mode=head needs a Bayesian (blob) adapter on the output layer: "
+        "target lm_head (causal LMs) or head=lora (classifiers)"
+    )
+
+
+@torch.no_grad()
+def head_predictive(
+    model: BlobModel,
+    class_logits: Callable[[], torch.Tensor],
+    draws: int = HEAD_DRAWS,
+    kept_draws: int = HEAD_KEPT,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs (B, C), per-draw probs (kept_draws, B, C)) in one forward pass: the trunk at
+    its posterior mean, the head adapter's input captured, and the class logits' exact
+    Gaussian over the head's posterior averaged through the softmax (`draws` draws of C
+    logits). The per-draw probabilities give the head's mutual information."""
+    layer = head_layer(model)
+    seen: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+
+    def capture(x: torch.Tensor, rows: torch.Tensor | None, out: torch.Tensor) -> None:
+        seen.append((x.detach(), rows))
+
+    layer.delta_observers.append(capture)
+    try:
+        with model.sampling("mean"):
+            logits = class_logits().double()
+    finally:
+        layer.delta_observers.remove(capture)
+    x, rows = seen[-1]
+    mean, cov = layer.output_gaussian(x, rows)
+    finite = torch.isfinite(logits)
+    if mean.shape != logits.shape or not torch.allclose(
+        mean[finite], logits[finite], atol=1e-3, rtol=1e-3
+    ):
+        raise ValueError(
+            "the class logits are not the output layer's rows (a transform or pooling after "
+            "it): predict_sample_mode=head has no closed form for this model"
+        )
+    mean = torch.where(finite, mean, logits)  # absent choices stay -inf
+    cov = cov * (finite[..., :, None] & finite[..., None, :])
+    probs = gaussian_softmax_mean(mean, cov, draws)
+    few = gaussian_softmax_draws(mean, cov, kept_draws)
+    return probs.float(), few.float()

@@ -51,8 +51,10 @@ def test_mean_and_covariance_match_100k_draws_of_a():
     se = ((var[..., :, None] * var[..., None, :] + cov**2) / n).sqrt()
     assert ((cov - mc_cov).abs() <= 5 * se).all()
     assert float(var.min()) > 0.1  # a posterior far from its init: the test has teeth
-    # the N=0 pass of the layer is the Gaussian's mean
-    torch.testing.assert_close(mean.float(), layer.forward_rows_mean(x, rows), atol=1e-5, rtol=0)
+    # the layer's own pass at the posterior mean (eval mode: N=0) is the Gaussian's mean
+    assert layer.noise.resolve(layer.training) == "mean"
+    with torch.no_grad():
+        torch.testing.assert_close(mean.float(), layer.forward_rows(x, rows), atol=1e-5, rtol=0)
 
 
 def test_the_softmax_average_over_the_gaussian_matches_the_layer_sampled():

@@ -169,17 +169,14 @@ class BLoBLayer(AdapterLayer):
         ``s^2 B diag(Omega^2 x^2) B^T`` (one coherent sample of A per input, as the
         `sequence` mode draws). Returns (mean (..., C), covariance (..., C, C)), float64."""
         rows_idx = torch.arange(self.out_features, device=x.device) if rows is None else rows
-        mean = self.forward_rows_mean(x, rows_idx).double()
+        x64 = x.double()
+        with torch.autocast(device_type=x.device.type, enabled=False):  # exact, not bf16
+            base = base_rows(self.base, x.float(), rows_idx).double()
         b = self.lora_B[rows_idx].double() * self.scaling  # (C, r)
-        var = F.linear(x.double() ** 2, self.std_A.double() ** 2)  # (..., r): Var[(A x)_k]
+        mean = base + F.linear(F.linear(x64, self.lora_A.double()), b)
+        var = F.linear(x64**2, self.std_A.double() ** 2)  # (..., r): Var[(A x)_k]
         cov = torch.einsum("ck,...k,dk->...cd", b, var, b)
         return mean, cov
-
-    def forward_rows_mean(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The output rows at the posterior mean (the N=0 pass), whatever the noise mode."""
-        out = base_rows(self.base, x, rows)
-        delta = F.linear(F.linear(x.to(self.lora_A.dtype), self.lora_A), self.lora_B[rows])
-        return out + (delta * self.scaling).to(out.dtype)
 
 
 class BBBLayer(BLoBLayer):
