@@ -868,7 +868,7 @@ def _gamma_axis(steps: int) -> list[str]:
         m = schedule.cycle_length
         plan = plan_authors(schedule, ref0.kl_lr, steps, warmup, DEFAULT_BETA, sigma0)
         reading = verdict(plan.predicted_sigma, plan.clock)
-        if m > steps:  # run_setup refuses such a run before anything is written
+        if m > steps:  # run/prepare refuses such a run before anything is written
             reading = "KL never acts; `blob train` refuses the run"
         md.append(
             f"| {gamma:g} | this study's ({steps} steps, batch {batch}, kl_plan=authors) | {m} | "

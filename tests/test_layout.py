@@ -87,3 +87,9 @@ def test_benches_and_studies_import_as_packages():
         if "sys.path.insert" in p.read_text() and p.name != "test_layout.py"
     ]
     assert edits == []
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test files by their base name (no __init__.py in tests/)."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []

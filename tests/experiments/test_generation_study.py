@@ -52,5 +52,5 @@ def test_the_gamma_axis_shows_where_the_kl_never_acts_and_agrees_with_blob_train
     assert "KL never acts" in rows[("4", "autho")] and "KL never acts" in rows[("4", "this ")]
     assert "refuses" in rows[("8", "this ")] and "formed" in rows[("8", "autho")]
     assert "near the prior" in rows[("12", "autho")] and "| formed |" in rows[("12", "this ")]
-    # the table's refusal is the runner's check (run_setup; tested in tests/test_train.py)
+    # the table's refusal is the runner's check (run/prepare.py; tested in tests/run/test_runner.py)
     assert KLSchedule("blob", 12460, 8, 8.0).cycle_length > 175

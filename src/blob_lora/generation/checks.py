@@ -1,4 +1,4 @@
-"""The set-up checks and choices of a generation run (task=generate), kept out of run_setup:
+"""The set-up checks and choices of a generation run (task=generate), kept out of run/setup:
 which models and methods can generate, the model class, and the default adapter targets."""
 
 from __future__ import annotations
