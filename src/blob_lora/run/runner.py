@@ -127,7 +127,8 @@ class Runner:
         results = evaluator.evaluate()
         health = self.posterior_health(results)
         warnings = [*health.pop("warnings", []), *not_learned_warnings(results, cfg)]
-        return {"steps": ctx.trained_steps, "results": results, **health, "warnings": warnings}
+        out = {"steps": ctx.trained_steps, "results": results, **health}
+        return out | ({"warnings": warnings} if warnings else {})
 
     def posterior_health(self, results: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The sigma line and the warnings a Bayesian run ends with (empty otherwise); with
