@@ -26,7 +26,7 @@ OUT = Path(__file__).resolve().parent / "results"
 MODES = ("mean", "sequence", "flipout", "head")
 
 
-def measure(run_dir: Path, modes: list[str], n: int) -> list[dict]:
+def measure(run_dir: Path, modes: list[str], n: int, limit: int | None = None) -> list[dict]:
     """One row per mode: metrics and seconds per example, on the run's evaluation set."""
     from blob_lora.metrics import classification_metrics
     from blob_lora.run.config import RunConfig
@@ -35,6 +35,8 @@ def measure(run_dir: Path, modes: list[str], n: int) -> list[dict]:
 
     cfg = RunConfig.from_saved(json.loads((run_dir / "run_config.json").read_text()))
     cfg.output_dir = str(run_dir)
+    if limit is not None:  # a seeded subset of the run's evaluation set, the same for every mode
+        cfg.eval_limit = min(limit, cfg.eval_limit or limit)
     runner = Runner(cfg)
     runner.load_finished()
     examples = eval_set(runner.ctx, cfg.dataset)
@@ -72,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="finished blob / tfb run folders")
     parser.add_argument("--modes", nargs="+", default=["mean", "sequence", "head"], choices=MODES)
     parser.add_argument("--n", type=int, default=10, help="N of the sampling modes")
+    parser.add_argument("--limit", type=int, help="only K examples of each run's evaluation set")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = [row for run in args.runs for row in measure(run, args.modes, args.n)]
+    rows = [row for run in args.runs for row in measure(run, args.modes, args.n, args.limit)]
     where = f"{machine()}, {args.threads} thread(s)"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "predictive.json").write_text(
