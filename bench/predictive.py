@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from datetime import date
 from pathlib import Path
 
 import torch
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = [row for run in args.runs for row in measure(run, args.modes, args.n, args.limit)]
-    where = f"{machine()}, {args.threads} thread(s)"
+    where = f"{machine()}, {args.threads} thread(s), {date.today()}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "predictive.json").write_text(
         json.dumps({"machine": where, "rows": rows}, indent=1)

@@ -127,11 +127,9 @@ def predictive_probs(
 def head_layer(model: BlobModel) -> nn.Module:
     """The adapter on the model's output layer (a causal LM's lm_head, a classifier's
     `classifier` / `score`): the last Bayesian layer, linear in its A."""
-    inner = model.model
-    while not hasattr(inner, "get_output_embeddings") and isinstance(
-        getattr(inner, "model", None), nn.Module
-    ):
-        inner = inner.model
+    from .tasks.lm_scoring import unwrap_lm
+
+    inner = unwrap_lm(model.model)
     candidates = [
         getattr(inner, "classifier", None),
         getattr(inner, "score", None),
@@ -181,6 +179,5 @@ def head_predictive(
         )
     mean = torch.where(finite, mean, logits)  # absent choices stay -inf
     cov = cov * (finite[..., :, None] & finite[..., None, :])
-    probs = gaussian_softmax_mean(mean, cov, draws)
-    few = gaussian_softmax_draws(mean, cov, kept_draws)
-    return probs.float(), few.float()
+    each = gaussian_softmax_draws(mean, cov, draws)  # one Cholesky and one set of draws
+    return each.mean(0).float(), each[:kept_draws].float()
