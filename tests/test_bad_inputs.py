@@ -33,7 +33,9 @@ def test_malformed_values_and_empty_runs_are_refused_in_the_config(override, mes
 
 
 def test_only_a_methods_own_settings_are_options_and_an_ensemble_needs_two_members():
-    with pytest.raises(ConfigError, match="ens members must be an integer >= 2"):
+    with pytest.raises(
+        ConfigError, match="method_options.members: Input should be greater than or equal to 2"
+    ):
         load_run_config(None, ["method=ens", "method_options.members=0"])
     assert load_run_config(None, ["method=ens", "method_options.members=4"]).method_options == {
         "members": 4
@@ -52,7 +54,9 @@ def test_an_invalid_yaml_config_file_is_one_line_with_its_place(tmp_path):
 
 
 def test_report_refuses_unknown_metrics_and_unwritable_outputs(tmp_path, capsys):
-    rows = [{"dataset": "mrpc", "method": "mle", "n_samples": 0, "acc": 80.0, "ece": 5.0}]
+    rows = [
+        {"dataset": "mrpc", "method": "mle", "seed": 0, "n_samples": 0, "acc": 80.0, "ece": 5.0}
+    ]
     results = tmp_path / "results-final.json"
     results.write_text(json.dumps(rows))
     assert main(["report", str(results), "--metrics", "accuracy"]) == 2

@@ -322,6 +322,14 @@ def load_init_weights(blob: BlobModel, path: str | os.PathLike) -> dict[str, Any
         p = p / "adapter"
     if (p / CONFIG_FILE).is_file():
         meta = read_adapter_config(p)
+        saved_kind = (meta.get("config") or {}).get("kind", "lora")
+        wanted = blob.adapter_config.kind
+        if saved_kind != wanted:
+            raise CheckpointError(
+                f"init_from {path} holds a {saved_kind!r} adapter, and this method starts from "
+                f"a {wanted!r} one (same base model, another kind of adapter); start it from "
+                + ("an mle or map run" if wanted == "lora" else f"a run with {wanted!r} adapters")
+            )
         load_adapter_weights(blob, p)
         return meta
     if (p / PEFT_CONFIG_FILE).is_file():

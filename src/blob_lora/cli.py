@@ -3,83 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
+import typing
 from pathlib import Path
 
-from .config import PREDICT_MODES
 from .errors import BlobLoraError
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="fine-tune a model with a method on a dataset",
-        description="Train one run. Settings come from --config (YAML), then "
-        "the flags below, then --set key=value overrides (e.g. "
-        "--set adapter.r=16 --set lr=1e-4); a flag and a --set of the same key that "
-        "disagree are an error. `blob config` lists every key.",
-    )
-    p.add_argument("--config", help="YAML file of run settings (see configs/)")
-    p.add_argument("--model", help="short name (minilm, gemma-270m), hub id or local path")
-    p.add_argument("--dataset", help="short name (rte, mrpc, obqa, arc-c, ...) or JSON mapping")
-    p.add_argument("--method", help="a registered method: `blob methods` lists them")
-    p.add_argument("--output-dir", help="where the run writes its adapter, metrics and plots")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config key; repeatable",
-    )
-    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
-
-
-def _positive(text: str) -> int:
-    """A whole number >= 1 (argparse's one-line error otherwise)."""
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} examples evaluate nothing; use 1 or more")
-    return value
-
-
-def _count(text: str) -> int:
-    """A whole number >= 0, or argparse's one-line error naming the flag."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; use 0 or more")
-    return value
-
-
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a trained run on other datasets (OOD protocol)")
-    p.add_argument("run_dir", help="a directory written by `blob train`")
-    p.add_argument("--datasets", nargs="+", help="datasets to evaluate on (default: the run's)")
-    p.add_argument("--samples", nargs="+", type=_count, help="N values, 0 = posterior mean")
-    p.add_argument(
-        "--limit", type=_positive, help="evaluate only K examples of each set (a seeded subset)"
+    from .run.eval_flags import EvalFlags
+    from .schema import add_flags
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a trained run on other datasets (OOD protocol)",
+        description="Evaluate a finished run again: its results go to results-TAG.json, "
+        "predictions/TAG-* and plots/TAG-* inside the run folder, never over the training "
+        "run's own (final) files.",
     )
-    p.add_argument(
-        "--tag",
-        default="eval",
-        help="name of the results file: results-TAG.json (with "
-        "--noise and no tag: results-eval-NOISE.json)",
-    )
-    p.add_argument(
-        "--noise",
-        choices=PREDICT_MODES,
-        help="the noise of the N samples for this evaluation (weight-sampling runs: blob, "
-        "bbb, tfb): flipout, sequence (one weight sample per input), or head (one pass: the "
-        "trunk at its mean and the head adapter's exact Gaussian logits, blob and tfb runs "
-        "with an adapter on the output layer); default: the run's",
-    )
+    add_flags(p, EvalFlags)
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
@@ -100,23 +44,18 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from .generation.flags import GenerateFlags
+    from .schema import add_flags
+
     p = sub.add_parser(
         "generate",
         help="outputs of a trained generation run for new inputs",
         description="For every input: the N=0 output, S sampled outputs and an uncertainty "
-        'score (disagreement among the samples). Inputs: JSON lines ({"source": ..., '
-        '"id": ...}) or plain text, one input per blank-line-separated block.',
+        'score (disagreement among the samples). Inputs (UTF-8): JSON lines ({"source": ..., '
+        '"id": ...}; a .jsonl file, or one whose first line is a JSON object) or plain text, '
+        "one input per blank-line-separated block.",
     )
-    p.add_argument("run_dir", help="a directory written by `blob train` with task=generate")
-    p.add_argument("--input", help="file of inputs (default: stdin)")
-    p.add_argument("--samples", type=_count, help="S sampled outputs per input (default: the "
-                   "run's gen_samples; 0: the N=0 output only)")  # fmt: skip
-    p.add_argument("--seed", type=_count, help="seed of the samples (default: the run's)")
-    p.add_argument("--format", choices=("jsonl", "text"), default="jsonl")
-    p.add_argument("--max-new-tokens", type=_positive, help="default: the run's max_new_tokens")
-    p.add_argument("--truncate", action="store_true",
-                   help="cut the end of an over-long input instead of refusing it")  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_flags(p, GenerateFlags)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -131,34 +70,33 @@ def _add_methods(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("methods", help="list the methods, their cost and default N")
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .run.train_cli import add_train_parser
+
+    add_train_parser(sub)
+
+
 def _add_config(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("config", help="list every run-config key: type, default and what it does")
+    from .run.train_cli import add_config_parser
+
+    add_config_parser(sub)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    import dataclasses
-    import typing
+    from .run.train_cli import cmd_config as list_keys
 
-    from .config import AdapterConfig
-    from .run.config import RunConfig
+    return list_keys(args)
 
-    for prefix, cls in (("", RunConfig), ("adapter.", AdapterConfig)):
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if f.name == "adapter":
-                continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            kind = str(hints[f.name]).replace("typing.", "").replace("<class '", "")
-            kind = kind.replace("'>", "")
-            print(f"{prefix + f.name:<26} {kind:<18} {default!r:<24} {f.metadata.get('help', '')}")
-    print("\nprecedence: --config file < flags (--method, --dataset, ...) < --set key=value")
-    return 0
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (exit 2), like every other refusal of the CLI."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="blob", description="Uncertainty-aware LoRA fine-tuning with BLoB."
-    )
+    parser = _Parser(prog="blob", description="Uncertainty-aware LoRA fine-tuning with BLoB.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
         _add_train, _add_eval, _add_generate, _add_report, _add_demo, _add_methods, _add_config,
@@ -168,35 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
-    from .run.config_file import load_run_config
-    from .run.runner import Runner
+    from .run.train_cli import run_train
 
-    overrides = list(args.set)
-    set_keys = {
-        item.split("=", 1)[0].strip(): item.split("=", 1)[1] for item in overrides if "=" in item
-    }
-    for flag, key in (
-        ("model", "model"),
-        ("dataset", "dataset"),
-        ("method", "method"),
-        ("output_dir", "output_dir"),
-        ("seed", "seed"),
-        ("max_steps", "max_steps"),
-    ):
-        value = getattr(args, flag)
-        if value is not None and key in set_keys and set_keys[key] != str(value):
-            raise ConfigError(
-                f"--{flag.replace('_', '-')} {value} and --set {key}={set_keys[key]} disagree; "
-                "give the key once"
-            )
-        if value is not None:
-            overrides.insert(
-                0, f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
-            )
-    cfg = load_run_config(args.config, overrides)
-    runner = Runner(cfg)
-    out = runner.train(resume=args.resume)
+    runner, out, cfg = run_train(args)
     if runner.acc.is_main_process:  # under `accelerate launch`, one table, not one a process
         _print_rows(out["results"])
         if out.get("posterior"):
@@ -210,47 +122,50 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .errors import ConfigError
-    from .run.config import RunConfig
-    from .run.files import RunDir
+    from .run.eval_flags import EvalFlags, plan_eval
+    from .run.files import RunDir, is_write_failure, write_failure_reason
     from .run.runner import Runner
+    from .schema import read_flags
 
-    run_dir = Path(args.run_dir)
-    saved = RunDir(run_dir).config
-    if not saved.is_file():
-        raise ConfigError(f"{run_dir} is not a blob run (no {saved.name})")
-    cfg = RunConfig.from_saved(json.loads(saved.read_text()))
-    if args.limit is not None:
-        cfg.eval_limit = args.limit
-    cfg.output_dir = str(run_dir)  # the run may have moved since it was trained
+    flags = read_flags(EvalFlags, args)
+    plan = plan_eval(flags)  # every check that needs no model, before loading one
+    run_dir, cfg = flags.run_dir, plan.cfg
     runner = Runner(cfg)
-    runner.load_finished(samples=args.samples)
-    tag = args.tag
-    if args.noise:
+    runner.load_finished(samples=flags.samples)
+    if flags.noise:
         adapter = runner.setup.model.adapter_config
         if adapter.kind == "lora":
             raise ConfigError(
                 f"--noise needs weight samples, and {run_dir} ({cfg.method}) has none; "
                 "use it on a blob, bbb or tfb run"
             )
-        if args.noise == "head" and adapter.kind != "blob":
+        if flags.noise == "head" and adapter.kind != "blob":
             raise ConfigError(
                 f"--noise head needs a Gaussian A and a point-estimate B (a blob or tfb run); "
                 f"{run_dir} ({cfg.method}) has kind {adapter.kind!r}: use sequence or flipout"
             )
-        adapter.predict_sample_mode = args.noise
-        tag = f"eval-{args.noise}" if tag == "eval" else tag
-    rows = runner.evaluate(samples=args.samples, datasets=args.datasets, tag=tag)
+        adapter.predict_sample_mode = flags.noise
+    try:
+        rows = runner.evaluate(samples=flags.samples, datasets=flags.datasets, tag=plan.tag)
+    except Exception as err:
+        if not is_write_failure(err):
+            raise
+        raise BlobLoraError(
+            f"cannot write in {run_dir}: {write_failure_reason(err)}; free space or fix "
+            f"permissions and run again ({RunDir(Path(run_dir)).results(plan.tag).name}, "
+            "written last, is as it was)"
+        ) from err
     if runner.acc.is_main_process:
         _print_rows(rows)
+        print(f"results written to {RunDir(Path(run_dir)).results(plan.tag)}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .atomic import write_text_atomic
     from .errors import ConfigError
     from .report.table import METRICS, load_rows, markdown_table
 
-    rows = load_rows(args.paths)
+    rows = load_rows(args.paths, metrics=args.metrics or ())
     if args.metrics:
         present = {k for row in rows for k, v in row.items() if isinstance(v, int | float)}
         missing = [m for m in args.metrics if m not in present]
@@ -265,34 +180,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     table = markdown_table(rows, metrics=args.metrics or METRICS) if rows else ""
     if gen_rows:
         table += ("\n" if table else "") + generation_table(gen_rows, args.metrics)
-        _plot_generation(
-            gen_rows, args.plot or (args.output and Path(args.output).with_suffix(".png"))
-        )
-    if args.output:
-        try:
-            write_text_atomic(Path(args.output), table)
-        except OSError as err:
-            reason = err.strerror or type(err).__name__
-            raise ConfigError(
-                f"cannot write the table to {args.output}: {reason}; choose a writable file path"
-            ) from err
-        print(f"table written to {args.output}")
-    else:
+    plot = _plot_generation(gen_rows, args)
+    if args.output or plot:
+        from .report.output import write_outputs
+
+        output = Path(args.output) if args.output else None
+        for line in write_outputs(table if output else None, output, plot, gen_rows):
+            print(line)
+    if not args.output:
         print(table)
     return 0
 
 
-def _plot_generation(rows: list[dict], path: str | Path | None) -> None:
-    if path:
-        from .report.generation_plot import plot_generation
+def _plot_generation(rows: list[dict], args: argparse.Namespace) -> Path | None:
+    """Where the plot of generation `rows` goes (None: no plot); an --output or --plot over
+    the other, or over an input, is a one-line error before anything is written."""
+    from .report.output import not_an_input, plot_path
 
-        print(f"plot written to {plot_generation(rows, path)}")
+    plot = plot_path(args.output, args.plot, bool(rows), args.paths)
+    if args.output:
+        not_an_input(Path(args.output), "--output", args.paths)
+    return plot
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from .generation.cli import run_generate
+    from .generation.flags import GenerateFlags
+    from .schema import read_flags
 
-    return run_generate(args)
+    return run_generate(read_flags(GenerateFlags, args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -328,8 +244,9 @@ def _print_rows(rows: list[dict]) -> None:
     )
     for r in rows:
         head = f"{r['dataset']:<12} {r['method']:<8} {r['n_samples']:>3}"
-        if "acc" not in r:  # a set with another task's labels
-            print(f"{head}   predictions only (its labels are another task's)")
+        if "acc" not in r:  # a set with another task's labels: why, as the row says
+            why = r.get("labels", "another task's: predictions only")
+            print(f"{head}   its labels are {why}")
             continue
         majority = f"{r['majority_acc']:>9.2f}" if "majority_acc" in r else f"{'':>9}"
         print(

@@ -52,32 +52,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from .errors import ConfigError
+from .schema import settings
+from .schema.types import Positive, PositiveFloat
 
 KINDS = ("blob", "uniform", "elbo", "none")
 
 
-@dataclass(frozen=True)
+@settings(frozen=True)
 class KLSchedule:
-    kind: str
-    n_train: int
-    global_batch: int
-    gamma: float = 8.0
-    cycle: int | None = None  # M set directly (e.g. to fit whole cycles in a short run)
-    cycles: int | None = None  # stop after this many whole cycles (None: never)
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ConfigError(f"kl schedule {self.kind!r} is unknown; use one of {KINDS}")
-        if self.n_train <= 0 or self.global_batch <= 0:
-            raise ConfigError("kl schedule needs n_train > 0 and global_batch > 0")
-        if self.gamma <= 0:
-            raise ConfigError(f"gamma must be > 0, got {self.gamma}")
-        if self.cycle is not None and self.cycle < 1:
-            raise ConfigError(f"kl_cycle must be a positive number of steps, got {self.cycle}")
-        if self.cycles is not None and self.cycles < 1:
-            raise ConfigError(f"the number of KL cycles must be >= 1, got {self.cycles}")
+    kind: Literal[KINDS]
+    n_train: Positive
+    global_batch: Positive
+    gamma: PositiveFloat = 8.0
+    cycle: Positive | None = None  # M set directly (e.g. to fit whole cycles in a short run)
+    cycles: Positive | None = None  # stop after this many whole cycles (None: never)
 
     @property
     def cycle_length(self) -> int:

@@ -14,46 +14,39 @@ model would trip its gradient hooks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
 from .adapter_model import BlobModel
-from .errors import ConfigError
 from .kl_plan import AUTHORS
+from .schema import settings
+from .schema.types import Bool, Count, NonNegativeFloat, Positive, PositiveFloat
 from .sharding import full, full_optimizer_state, is_sharded, load_optimizer_state
 
 SCHEMES = ("authors", "elbo")
 
 
-@dataclass
+@settings
 class OptimConfig:
-    scheme: str = "authors"
-    lr: float = 1e-4
-    kl_lr: float = AUTHORS["causal-lm"].kl_lr  # the authors' LLM setting (kl_plan.AUTHORS)
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    total_steps: int = 1000
-    max_grad_norm: float | None = None
-    adam_eps: float = 1e-8  # the authors' code: 1e-6
+    scheme: Literal[SCHEMES] = "authors"
+    lr: PositiveFloat = 1e-4
+    kl_lr: NonNegativeFloat = AUTHORS[
+        "causal-lm"
+    ].kl_lr  # the authors' LLM setting (kl_plan.AUTHORS)
+    weight_decay: NonNegativeFloat = 0.0
+    warmup_steps: Count = 0
+    total_steps: Positive = 1000
+    max_grad_norm: PositiveFloat | None = None
+    adam_eps: PositiveFloat = 1e-8  # the authors' code: 1e-6
     # the authors' schedulers are prepared by Accelerate, which steps them once per process
     # per optimizer step: with P processes their LR reaches 0 after total_steps / P steps
-    scheduler_steps_per_step: int = 1
+    scheduler_steps_per_step: Positive = 1
     # False: the KL term moves only the std parameters G, never the means (whose KL
     # gradient is a weight decay M / beta^2: the pull that costs accuracy)
-    kl_on_means: bool = True
-
-    def __post_init__(self) -> None:
-        if self.scheme not in SCHEMES:
-            raise ConfigError(f"optimizer scheme {self.scheme!r} is unknown; use one of {SCHEMES}")
-        if self.lr <= 0 or self.kl_lr < 0:
-            raise ConfigError("lr must be > 0 and kl_lr >= 0")
-        if self.total_steps <= 0:
-            raise ConfigError(f"total_steps must be > 0, got {self.total_steps}")
-        if not self.adam_eps > 0 or self.scheduler_steps_per_step < 1:
-            raise ConfigError("adam_eps must be > 0 and scheduler_steps_per_step >= 1")
+    kl_on_means: Bool = True
 
 
 def decay_is_lost(lr: float, weight_decay: float, dtype: torch.dtype = torch.float32) -> bool:

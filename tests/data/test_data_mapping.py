@@ -129,7 +129,7 @@ def test_mapping_errors(tmp_path) -> None:
         load_examples({**base, "label": "answer"}, "train")
     with pytest.raises(BlobLoraError, match="out of range for 2 choices"):
         load_examples({**base, "label": "gold"}, "train")
-    with pytest.raises(ConfigError, match=r"unknown keys \['lable'\]"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'dataset.lable'"):
         load_examples({**base, "lable": "gold"}, "train")
     with pytest.raises(ConfigError, match="missing"):
         load_examples({"path": str(path), "task": "choice", "choices": "opts"}, "train")

@@ -82,7 +82,7 @@ def test_missing_or_empty_fields_name_file_row_and_field(tmp_path, row, match):
 def test_bad_mappings():
     with pytest.raises(ConfigError, match="exactly once"):
         GenerationFields("d", "s", template="no slot")
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="unknown config key .dataset.prompt."):
         generation_fields_from_dict({"source": "d", "target": "s", "prompt": "x"})
     with pytest.raises(ConfigError, match="missing"):
         generation_fields_from_dict({"source": "d"})

@@ -134,13 +134,13 @@ def test_dialogsum_is_a_registered_generation_dataset():
 def test_generation_settings_are_checked_with_their_ranges():
     RunConfig(task="generate", gen_samples=2, num_beams=4, gen_top_p=1.0, bertscore=True)
     for bad, match in (
-        ({"gen_samples": 1}, "gen_samples must be >= 2"),
-        ({"gen_top_p": 1.5}, "gen_top_p must be in"),
-        ({"gen_temperature": 0}, "gen_temperature must be > 0"),
-        ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),
-        ({"gen_noise": "tokens"}, "gen_noise 'tokens' is unknown"),
-        ({"bertscore": "yes"}, "bertscore must be bool"),
-        ({"task": "summarize"}, "task 'summarize' is unknown"),
+        ({"gen_samples": 1}, "gen_samples: Input should be greater than or equal to 2"),
+        ({"gen_top_p": 1.5}, "gen_top_p: Input should be less than or equal to 1"),
+        ({"gen_temperature": 0}, "gen_temperature: Input should be greater than 0"),
+        ({"max_new_tokens": 0}, "max_new_tokens: Input should be greater than or equal to 1"),
+        ({"gen_noise": "tokens"}, "gen_noise: Input should be 'auto', 'weights' or 'decoding'"),
+        ({"bertscore": "yes"}, "bertscore: Input should be a valid boolean"),
+        ({"task": "summarize"}, "task: Input should be 'auto'"),
     ):
         with pytest.raises(ConfigError, match=match):
             RunConfig(**bad)

@@ -254,7 +254,10 @@ def test_grouped_prior_precisions_maximize_the_evidence_per_group(structure):
 
 
 def test_unknown_prior_structure_is_refused():
-    with pytest.raises(ConfigError, match="prior_structure 'per-layer' is unknown"):
+    with pytest.raises(
+        ConfigError,
+        match="method_options.prior_structure: Input should be 'scalar', 'ab' or 'layerwise'",
+    ):
         replace(METHOD, prior_structure="per-layer")
 
 

@@ -34,9 +34,9 @@ def test_numbers_without_a_dot_are_numbers_in_config_files_and_saved_configs(tmp
 @pytest.mark.parametrize(
     "overrides,match",
     [
-        (["learning_rate=1"], "unknown config keys"),
+        (["learning_rate=1"], "unknown config key 'learning_rate'"),
         (["adapter.rank=4"], "adapter.rank"),
-        (["adapter.r=0"], "positive integer"),
+        (["adapter.r=0"], r"adapter.r: Input should be greater than or equal to 1; got 0"),
         (["lr"], "key=value"),
     ],
 )
@@ -62,7 +62,9 @@ def test_method_options_replace_the_methods_settings_and_unknown_ones_fail():
     assert get_method("la").fit_on == "train"  # the registry's instance is untouched
     with pytest.raises(ConfigError, match="fit_onn"):
         get_method("la", {"fit_onn": "anchor"})
-    with pytest.raises(ConfigError, match="laplace fit_on"):
+    with pytest.raises(
+        ConfigError, match="method_options.fit_on: Input should be 'train' or 'anchor'"
+    ):
         get_method("la", {"fit_on": "everything"})  # the method's own validation runs
     cfg = load_run_config(None, ["method=tfb", "method_options.tolerance=0.05"])
     assert cfg.method_options == {"tolerance": 0.05}
@@ -73,7 +75,7 @@ def test_the_kl_plan_chooses_kl_lr_and_the_cycle_unless_told_not_to():
     assert (cfg.kl_plan, cfg.kl_lr, cfg.kl_cycle) == ("budget", None, None)
     with pytest.raises(ConfigError, match="conflict with kl_plan=budget"):
         load_run_config(None, ["kl_plan=budget", "kl_lr=0.01"])
-    with pytest.raises(ConfigError, match="kl_plan 'fast' is unknown"):
+    with pytest.raises(ConfigError, match="kl_plan: Input should be 'budget' or 'authors'"):
         load_run_config(None, ["kl_plan=fast"])
     with pytest.raises(ConfigError, match="kl_clock_scale"):
         load_run_config(None, ["kl_clock_scale=0"])
@@ -86,17 +88,17 @@ def test_the_kl_plan_chooses_kl_lr_and_the_cycle_unless_told_not_to():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("lr=abc", "lr must be float, got 'abc' (str)"),
-        ("max_steps=5.5", "max_steps must be int, got 5.5"),
-        ("seed=true", "seed must be int, got True"),
-        ("max_steps=-5", "max_steps must be >= 0, got -5"),
-        ("max_length=0", "max_length must be >= 8"),
-        ("batch_size=0", "batch_size must be >= 1"),
-        ("warmup_ratio=1", "warmup_ratio must be >= 0 and < 1"),
-        ("optim_scheme=sgd", "optim_scheme 'sgd' is unknown; use one of authors, elbo"),
-        ("head=none", "head 'none' is unknown"),
-        ("eval_samples=[0, -1]", "eval_samples must be >= 0"),
-        ("eval_datasets=rte", "eval_datasets must be list[str]"),
+        ("lr=abc", "lr: Input should be a valid number; got 'abc' (str)"),
+        ("max_steps=5.5", "max_steps: Input should be a valid integer; got 5.5"),
+        ("seed=true", "seed: Input should be a valid integer; got True"),
+        ("max_steps=-5", "max_steps: Input should be greater than or equal to 0; got -5"),
+        ("max_length=0", "max_length: Input should be greater than or equal to 8"),
+        ("batch_size=0", "batch_size: Input should be greater than or equal to 1"),
+        ("warmup_ratio=1", "warmup_ratio: Input should be less than 1"),
+        ("optim_scheme=sgd", "optim_scheme: Input should be 'authors' or 'elbo'; got 'sgd'"),
+        ("head=none", "head: Input should be 'train', 'lora' or 'frozen'"),
+        ("eval_samples=[0, -1]", "eval_samples[1]: Input should be greater than or equal to 0"),
+        ("eval_datasets=rte", "eval_datasets: Input should be a valid list"),
     ],
 )
 def test_every_key_is_checked_for_type_range_and_choice(override, message):
@@ -116,7 +118,7 @@ def test_ints_are_taken_where_floats_go_and_the_choices_match_the_optimizer():
 @pytest.mark.parametrize(
     "overrides,match",
     [
-        (["sharding=ddp"], r"sharding 'ddp' is unknown; use one of none, fsdp"),
+        (["sharding=ddp"], r"sharding: Input should be 'none' or 'fsdp'; got 'ddp'"),
         (["sharding=fsdp", "method=la"], r"does not support method 'la' \(its Kronecker"),
         (["sharding=fsdp", "method=ens"], r"does not support method 'ens'"),
         (["sharding=fsdp", "task=generate"], "does not support generation tasks"),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BlobLoraError, ConfigError
+from ..schema import settings, validate
+from ..schema.types import FieldRef, Int, Name
 from .examples import ChoiceExample, TextExample
-from .generation_fields import GenerationFields, generation_fields_from_dict
+from .generation_fields import GenerationFields
 
 Row = Mapping[str, Any]
 
@@ -83,7 +84,7 @@ def _label_value(raw: Any, label_map: Mapping[str, int] | None, spec: str, where
     )
 
 
-@dataclass(frozen=True)
+@settings(frozen=True)
 class ChoiceFields:
     """Fields of a multiple-choice row.
 
@@ -93,13 +94,13 @@ class ChoiceFields:
     choices for every row and makes the model answer with those words (BoolQ: no/yes).
     """
 
-    question: str
-    label: str
-    choices: str | tuple[str, ...] | None = None
-    choice_words: tuple[str, ...] | None = None
-    context: str | None = None
-    id: str | None = None
-    label_map: Mapping[str, int] | None = None
+    question: FieldRef
+    label: FieldRef
+    choices: FieldRef | tuple[FieldRef, ...] | None = None
+    choice_words: tuple[Name, ...] | None = None
+    context: FieldRef | None = None
+    id: FieldRef | None = None
+    label_map: dict[Name, Int] | None = None
 
     kind = "choice"
 
@@ -138,7 +139,13 @@ class ChoiceFields:
             return [_text(row, f, where) for f in self.choices], None
         value = _value(row, self.choices, where)
         if isinstance(value, str) and value.lstrip().startswith(("[", "{")):
-            value = json.loads(value)  # a CSV cell holding a JSON list
+            try:
+                value = json.loads(value)  # a CSV cell holding a JSON list
+            except json.JSONDecodeError as err:
+                raise BlobLoraError(
+                    f"{where}: field {self.choices!r} holds {value!r}, which is not a JSON list "
+                    f'({err.msg}); quote every choice, e.g. ["yes", "no"]'
+                ) from None
         if isinstance(value, Mapping):
             if "text" not in value:
                 raise _field_error(f"{self.choices}.text", value, where)
@@ -152,15 +159,15 @@ class ChoiceFields:
         raise BlobLoraError(f"{where}: field {self.choices!r} is not a list of choices")
 
 
-@dataclass(frozen=True)
+@settings(frozen=True)
 class TextFields:
     """Fields of a sequence-classification row: a text, an optional second text, a label."""
 
-    text: str
-    label: str
-    text_pair: str | None = None
-    id: str | None = None
-    label_map: Mapping[str, int] | None = None
+    text: FieldRef
+    label: FieldRef
+    text_pair: FieldRef | None = None
+    id: FieldRef | None = None
+    label_map: dict[Name, Int] | None = None
 
     kind = "classification"
 
@@ -177,7 +184,7 @@ Fields = ChoiceFields | TextFields | GenerationFields
 TASK_KINDS = {"choice": ChoiceFields, "classification": TextFields, "generate": GenerationFields}
 
 
-def fields_from_dict(mapping: Mapping[str, Any]) -> Fields:
+def fields_from_dict(mapping: Mapping[str, Any], where: str = "dataset") -> Fields:
     """A mapping from its JSON form: ``task`` ("choice", "classification" or "generate")
     plus fields (generation: ``source``, ``target``, optional ``template`` and ``id``)."""
     mapping = dict(mapping)
@@ -186,22 +193,8 @@ def fields_from_dict(mapping: Mapping[str, Any]) -> Fields:
         kind = "choice" if ("choices" in mapping or "choice_words" in mapping) else None
         kind = kind or ("classification" if "text" in mapping else None)
         kind = kind or ("generate" if "source" in mapping else None)
-    if kind not in TASK_KINDS:
-        raise ConfigError(f"field mapping needs 'task': one of {sorted(TASK_KINDS)} (got {kind!r})")
-    if kind == "generate":
-        return generation_fields_from_dict(mapping)
-    cls = TASK_KINDS[kind]
-    known = set(cls.__dataclass_fields__)
-    unknown = sorted(set(mapping) - known)
-    if unknown:
+    if not isinstance(kind, str) or kind not in TASK_KINDS:
         raise ConfigError(
-            f"unknown keys {unknown} in a {kind} field mapping; known: {sorted(known)}"
+            f"{where} field mapping needs 'task': one of {sorted(TASK_KINDS)} (got {kind!r})"
         )
-    missing = sorted(f for f in ("question", "label") if cls is ChoiceFields and f not in mapping)
-    missing += sorted(f for f in ("text", "label") if cls is TextFields and f not in mapping)
-    if missing:
-        raise ConfigError(f"{kind} field mapping is missing {missing}")
-    for key in ("choices", "choice_words"):
-        if isinstance(mapping.get(key), list):
-            mapping[key] = tuple(mapping[key])
-    return cls(**mapping)
+    return validate(TASK_KINDS[kind], mapping, where)

@@ -9,10 +9,12 @@ example with all their references: ROUGE is then taken against every reference o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BlobLoraError, ConfigError
+from ..schema import settings, validate
+from ..schema.types import Bool, Name, Text
 from .examples import SOURCE_SLOT, GenerationExample
 
 
@@ -20,7 +22,7 @@ class GenerationDataError(BlobLoraError, ValueError):
     """A row cannot become a generation example; the message names file, row and field."""
 
 
-@dataclass(frozen=True)
+@settings(frozen=True)
 class GenerationFields:
     """How a raw row becomes a `GenerationExample`.
 
@@ -31,11 +33,11 @@ class GenerationFields:
     with the same source text into one example whose references are all their targets.
     """
 
-    source: str
-    target: str | tuple[str, ...]
-    template: str = SOURCE_SLOT
-    id: str | None = None
-    group_by_source: bool = True
+    source: Name
+    target: Name | tuple[Name, ...]
+    template: Text = SOURCE_SLOT
+    id: Name | None = None
+    group_by_source: Bool = True
 
     kind = "generate"
 
@@ -44,8 +46,6 @@ class GenerationFields:
             raise ConfigError(
                 f"prompt template {self.template!r} must contain {SOURCE_SLOT} exactly once"
             )
-        if isinstance(self.target, list):
-            object.__setattr__(self, "target", tuple(self.target))
         if not self.target:
             raise ConfigError("generation field mapping needs a target field")
 
@@ -64,21 +64,11 @@ DIALOGSUM_FIELDS = GenerationFields(
 )
 
 
-def generation_fields_from_dict(mapping: Mapping[str, Any]) -> GenerationFields:
+def generation_fields_from_dict(
+    mapping: Mapping[str, Any], where: str = "dataset"
+) -> GenerationFields:
     """A mapping from its JSON/YAML form: ``{"source": ..., "target": ..., "template": ...}``."""
-    known = {f.name for f in fields(GenerationFields)}
-    unknown = sorted(set(mapping) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown keys {unknown} in a generation field mapping; known: {sorted(known)}"
-        )
-    missing = [k for k in ("source", "target") if k not in mapping]
-    if missing:
-        raise ConfigError(f"generation field mapping is missing {missing}")
-    data = dict(mapping)
-    if isinstance(data["target"], list):
-        data["target"] = tuple(data["target"])
-    return GenerationFields(**data)
+    return validate(GenerationFields, mapping, where)
 
 
 def _text(row: Mapping[str, Any], name: str, where: str) -> str:

@@ -73,9 +73,15 @@ def _read_jsonl(path: Path) -> JsonlRows:
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise BlobLoraError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise BlobLoraError(
+                    f"{path}:{number}: a JSON line must be an object of fields "
+                    f'({{"field": value, ...}}), got a {type(row).__name__}'
+                )
+            rows.append(row)
             rows.lines.append(number)
     return rows
 

@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..schema import settings
+from ..schema.types import Fraction, Name, Seed
 from .fields import ChoiceFields, Fields, TextFields
 from .generation_fields import DIALOGSUM_FIELDS
 
 
-@dataclass(frozen=True)
+@settings(frozen=True)
 class Resplit:
     """Split one labelled split into train/validation, deterministically.
 
@@ -23,13 +25,9 @@ class Resplit:
     must see the same train/validation partition, never each other's evaluation rows.
     """
 
-    source: str = "validation"
-    eval_fraction: float = 0.5
-    seed: int = 1234
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.eval_fraction < 1.0:
-            raise ConfigError(f"resplit eval_fraction must be in (0, 1), got {self.eval_fraction}")
+    source: Name = "validation"
+    eval_fraction: Fraction = 0.5
+    seed: Seed = 1234
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from ..errors import ConfigError
+from ..schema import settings, validate, validate_value
+from ..schema.types import Fraction, Name, Seed
+from ..schema.validate import check_keys
 from .fields import fields_from_dict
 from .registry import DatasetSpec, Resplit, get_spec
 
@@ -44,7 +49,34 @@ class LoadOptions:
     dev: Resplit | None = None  # carve "validation" out of the training data
 
 
-def as_resplit(value: Any) -> Resplit | None:
+@settings
+class Dev:
+    """``dev``: the share of the train split that becomes "validation"."""
+
+    fraction: Fraction = 0.2
+    seed: Seed = DEV_SEED
+
+
+@settings
+class Options:
+    """A mapping's load options (beside a registered name or a source)."""
+
+    source: Literal[SOURCES] | None = None
+    data_root: Name | None = None
+
+
+@settings
+class Location:
+    """Where a user's own data is: one file, a file per split, or a hub dataset."""
+
+    path: Name | None = None
+    paths: Annotated[dict[Name, Name], Field(min_length=1)] | None = None
+    hub: Name | None = None
+    config: Name | None = None
+    name: Name | None = None
+
+
+def as_resplit(value: Any, where: str = "resplit") -> Resplit | None:
     """``True`` / a fraction / a dict / a Resplit -> Resplit; ``None`` / ``False`` -> None."""
     if value is None or value is False:
         return None
@@ -52,36 +84,28 @@ def as_resplit(value: Any) -> Resplit | None:
         return Resplit()
     if isinstance(value, Resplit):
         return value
-    if isinstance(value, int | float):
-        return Resplit(eval_fraction=float(value))
     if isinstance(value, Mapping):
-        unknown = sorted(set(value) - {"source", "eval_fraction", "seed"})
-        if unknown:
-            raise ConfigError(f"unknown resplit keys {unknown}; known: source, eval_fraction, seed")
-        return Resplit(**value)
-    raise ConfigError(f"resplit must be true, a fraction or a mapping, got {value!r}")
+        return validate(Resplit, value, where)
+    fraction = validate_value(Fraction, value, where)
+    return Resplit(eval_fraction=fraction)
 
 
-def as_dev(value: Any) -> Resplit | None:
+def as_dev(value: Any, where: str = "dev") -> Resplit | None:
     """``0.2`` / ``{"fraction": 0.2, "seed": 7}`` -> a Resplit of the train split."""
     if value is None or value is False:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float | Mapping):
-        raise ConfigError(f"dev must be a fraction or a mapping, got {value!r}")
     if isinstance(value, Mapping):
-        unknown = sorted(set(value) - {"fraction", "seed"})
-        if unknown:
-            raise ConfigError(f"unknown dev keys {unknown}; known: fraction, seed")
-        fraction, seed = value.get("fraction", 0.2), value.get("seed", DEV_SEED)
+        dev = validate(Dev, value, where)
     else:
-        fraction, seed = value, DEV_SEED
-    return Resplit(source="train", eval_fraction=float(fraction), seed=int(seed))
+        dev = Dev(fraction=validate_value(Fraction, value, where))
+    return Resplit(source="train", eval_fraction=dev.fraction, seed=dev.seed)
 
 
 def parse_spec(
-    name_or_spec: str | Mapping[str, Any] | DatasetSpec,
+    name_or_spec: str | Mapping[str, Any] | DatasetSpec, where: str = "dataset"
 ) -> tuple[DatasetSpec, LoadOptions]:
-    """The dataset spec and the load options a user's dataset argument names."""
+    """The dataset spec and the load options a user's dataset argument names; errors name
+    the place (``dataset.resplit.eval_fraction``)."""
     if isinstance(name_or_spec, DatasetSpec):
         return name_or_spec, LoadOptions()
     if isinstance(name_or_spec, str):
@@ -91,49 +115,51 @@ def parse_spec(
         try:
             name_or_spec = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"dataset spec is not valid JSON ({e.msg}): {text}") from None
+            raise ConfigError(f"{where} spec is not valid JSON ({e.msg}): {text}") from None
     if not isinstance(name_or_spec, Mapping):
-        raise ConfigError(f"a dataset is a name or a mapping, got {type(name_or_spec).__name__}")
+        raise ConfigError(
+            f"{where} is a name or a mapping, got {name_or_spec!r} ({type(name_or_spec).__name__})"
+        )
+    check_keys(name_or_spec, where)
     spec = dict(name_or_spec)
     # in a generation mapping ("target" given) "source" is the field of the input text
-    load_source = spec.pop("source", None) if "target" not in spec else None
-    options = LoadOptions(
-        source=load_source,
-        data_root=spec.pop("data_root", None),
-        dev=as_dev(spec.pop("dev", None)),
+    options = validate(
+        Options,
+        {
+            "source": spec.pop("source", None) if "target" not in spec else None,
+            "data_root": spec.pop("data_root", None),
+        },
+        where,
     )
-    if options.source is not None and options.source not in SOURCES:
-        raise ConfigError(f"source {options.source!r} is not one of {list(SOURCES)}")
-    resplit = as_resplit(spec.pop("resplit", None))
+    dev = as_dev(spec.pop("dev", None), f"{where}.dev")
+    options = LoadOptions(source=options.source, data_root=options.data_root, dev=dev)
+    resplit = as_resplit(spec.pop("resplit", None), f"{where}.resplit")
     if not ({"path", "paths", "hub"} & set(spec)):
         if set(spec) != {"name"}:
             raise ConfigError(
-                f"a dataset mapping names a registered dataset ('name' plus {list(_OPTIONS)}) "
+                f"a {where} mapping names a registered dataset ('name' plus {list(_OPTIONS)}) "
                 f"or a source ('path', 'paths' or 'hub' plus fields); got keys {sorted(spec)}"
             )
-        base = get_spec(spec["name"])
+        base = get_spec(validate_value(Name, spec["name"], f"{where}.name"))
         return replace(base, resplit=resplit or base.resplit), options
-    return _custom_spec(spec, resplit), options
+    return _custom_spec(spec, resplit, where), options
 
 
-def _custom_spec(spec: dict[str, Any], resplit: Resplit | None) -> DatasetSpec:
-    location = {k: spec.pop(k) for k in _LOCATION if k in spec}
-    fields = fields_from_dict(spec)
+def _custom_spec(spec: dict[str, Any], resplit: Resplit | None, where: str) -> DatasetSpec:
+    location = validate(Location, {k: spec.pop(k) for k in _LOCATION if k in spec}, where)
+    fields = fields_from_dict(spec, where)
     files = None
-    if "path" in location or "paths" in location:
-        if "path" in location and "paths" in location:
-            raise ConfigError("give either 'path' or 'paths' (split -> path), not both")
-        paths = location.get("paths") or {"*": location["path"]}
-        if not isinstance(paths, Mapping):
-            raise ConfigError("'paths' must map split names to files")
-        files = {split: str(path) for split, path in paths.items()}
-    first = next(iter(files.values())) if files else location.get("hub")
-    name = location.get("name") or (Path(first).stem if files else str(first))
+    if location.path is not None and location.paths is not None:
+        raise ConfigError(f"{where}: give either 'path' or 'paths' (split -> path), not both")
+    if location.path is not None or location.paths is not None:
+        files = dict(location.paths or {"*": location.path})
+    first = next(iter(files.values())) if files else location.hub
+    name = location.name or (Path(first).stem if files else str(first))
     return DatasetSpec(
         name=str(name),
         fields=fields,
-        hub_id=location.get("hub"),
-        config=location.get("config"),
+        hub_id=location.hub,
+        config=location.config,
         files=files,
         resplit=resplit,
     )

@@ -94,3 +94,59 @@ def generation_targets(model: Any, adapter: Any) -> Any:
     from ..tasks.generation import default_targets
 
     return replace(adapter, target_modules=default_targets(model, adapter.target_modules))
+
+
+def model_positions(config: Any) -> int | None:
+    """How many positions the model's (text) config gives it (`max_position_embeddings`,
+    GPT-2's `n_positions`), or None where it has no fixed number (T5's relative positions)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in ("max_position_embeddings", "n_positions"):
+        value = getattr(text, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def check_positions(
+    config: Any,
+    prompts: list[tuple[int, str]],
+    max_new_tokens: int,
+    encoder_decoder: bool,
+    flag: str | None = None,
+) -> None:
+    """The outputs must fit the model's positions, checked before generating (a model with
+    learned positions such as BART fails with an IndexError past its last one; one with
+    rotary positions runs on, past what it was trained on).
+
+    An encoder-decoder places each prompt in the encoder and max_new_tokens in the decoder;
+    a decoder-only model places the prompt and then the new tokens in one sequence, so the
+    longest prompt (`prompts`: (length, which input)) plus max_new_tokens must fit. `flag`:
+    the flag that set max_new_tokens (None: the run's own setting)."""
+    positions = model_positions(config)
+    if positions is None or not prompts:
+        return
+    given = f"{flag} {max_new_tokens}" if flag else f"max_new_tokens {max_new_tokens} (the run's)"
+    fix = flag or "--max-new-tokens"
+    longest, which = max(prompts, key=lambda p: p[0])
+    if encoder_decoder:
+        if max_new_tokens > positions:
+            raise ConfigError(
+                f"{given} does not fit the model: its decoder has {positions} positions "
+                f"(max_position_embeddings); pass {fix} {positions} or fewer"
+            )
+        if longest > positions:
+            raise ConfigError(
+                f"{which} does not fit the model: its prompt is {longest} tokens and the "
+                f"encoder has {positions} positions (max_position_embeddings); shorten it"
+            )
+        return
+    if longest + max_new_tokens > positions:
+        room = positions - longest
+        hint = "shorten the input"
+        if room >= 1:
+            hint = f"pass {fix} {room} or fewer, or {hint}"
+        raise ConfigError(
+            f"{given} does not fit the model: {which} has a {longest}-token prompt, and "
+            f"prompt plus new tokens need {longest + max_new_tokens} of the model's {positions} "
+            f"positions (max_position_embeddings); {hint}"
+        )

@@ -17,28 +17,24 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..errors import ConfigError
+from ..schema import settings
+from ..schema.types import Bool, Positive, Text
 from .data import GenerationDataError, GenerationExample, split_template
 
 IGNORE_INDEX = -100  # labels with this value add nothing to the HF cross-entropy loss
 PADDING_SIDES = ("left", "right")
 
 
-@dataclass(frozen=True)
+@settings(frozen=True)
 class EncodingConfig:
     """Length limits. ``max_length``: decoder-only, prompt + target; encoder-decoder, the
     encoder input. ``max_target_length``: a cap on target tokens (None: never cut a target).
     ``target_prefix``: text put before a decoder-only target (the space after "Summary:")."""
 
-    max_length: int = 1024
-    max_target_length: int | None = None
-    truncate_source: bool = True
-    target_prefix: str = " "
-
-    def __post_init__(self) -> None:
-        if self.max_length <= 0:
-            raise ConfigError(f"max_length must be positive, got {self.max_length}")
-        if self.max_target_length is not None and self.max_target_length <= 0:
-            raise ConfigError(f"max_target_length must be positive, got {self.max_target_length}")
+    max_length: Positive = 1024
+    max_target_length: Positive | None = None
+    truncate_source: Bool = True
+    target_prefix: Text = " "
 
 
 @dataclass(frozen=True)

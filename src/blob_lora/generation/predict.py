@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -21,33 +22,25 @@ from tqdm.auto import tqdm
 from ..data.batching import batch_seed, global_batches
 from ..data.examples import GenerationExample
 from ..errors import ConfigError
+from ..schema import settings
+from ..schema.types import Positive, PositiveFloat, Probability
 from .decode import decoding_noise_outputs, mean_output, sample_outputs
 from .metrics import pairwise_disagreement, rouge_scorer
 
 SAMPLERS = ("weights", "decoding")
 
 
-@dataclass(frozen=True)
+@settings(frozen=True)
 class DecodeSettings:
     """How outputs are decoded. ``batch_size``: sequences per ``generate`` call (inputs per
     call = batch_size // S, at least 1)."""
 
-    max_new_tokens: int = 64
-    num_beams: int = 1
-    sampler: str = "weights"
-    temperature: float = 1.0
-    top_p: float = 1.0
-    batch_size: int = 16
-
-    def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"sampler {self.sampler!r} is unknown; use one of {SAMPLERS}")
-        if self.max_new_tokens < 1 or self.num_beams < 1 or self.batch_size < 1:
-            raise ConfigError("max_new_tokens, num_beams and batch_size must be >= 1")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1:
-            raise ConfigError(
-                f"temperature must be > 0 and top_p in (0, 1], got {self.temperature}, {self.top_p}"
-            )
+    max_new_tokens: Positive = 64
+    num_beams: Positive = 1
+    sampler: Literal[SAMPLERS] = "weights"
+    temperature: PositiveFloat = 1.0
+    top_p: Probability = 1.0
+    batch_size: Positive = 16
 
 
 @dataclass

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 from ..errors import ConfigError
+from ..schema import validate_value
 from .base import Method
 from .bbb import METHOD as BBB
 from .blob import METHOD as BLOB
@@ -33,17 +35,24 @@ def sample_label(method: str, n_samples: int) -> str:
 def get_method(name: str, options: dict | None = None) -> Method:
     """The registered method, with `options` replacing its own settings (e.g. Laplace's
     ``fit_on``, TFB's ``tolerance``); unknown options are errors."""
-    if name not in METHODS:
+    if not isinstance(name, str) or name not in METHODS:
         raise ConfigError(f"method {name!r} is unknown; use one of {sorted(METHODS)}")
     method = METHODS[name]
     if options:
+        if not isinstance(options, dict):
+            raise ConfigError(f"method_options must be a mapping, got {options!r}")
         known = method.option_names()
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(
                 f"unknown method_options {unknown} for {name!r}; known: {sorted(known)}"
             )
-        method = dataclasses.replace(method, **options)
+        hints = typing.get_type_hints(type(method), include_extras=True)  # values converted
+        checked = {
+            key: validate_value(hints[key], value, f"method_options.{key}")
+            for key, value in options.items()
+        }
+        method = dataclasses.replace(method, **checked)
     return method
 
 

@@ -10,6 +10,8 @@ it `train_part(part, init_seed, data_seed)` and `load_part(part)`, which do the 
 
 from __future__ import annotations
 
+import functools
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
@@ -20,6 +22,7 @@ from torch import nn
 from ..adapter_model import BlobModel
 from ..config import AdapterConfig
 from ..predictive import predictive_probs
+from ..schema import validate_value
 
 # train_part(part, init_seed, data_seed): optimize (or resume, or load a finished) adapter
 # of the run's sub-directory `part` ("" is the run itself) from the model's current weights
@@ -48,6 +51,11 @@ class PostTrainContext:
     calib_batches: Callable[[], Iterable[dict[str, torch.Tensor]]] = lambda: iter(())
     n_calib: int = 0
     eval_samples: tuple[int, ...] = (0,)
+
+
+@functools.cache
+def _option_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,13 @@ class Method:
     # of this class's fields, those a user may set through method_options (a subclass's
     # own fields are all settable; these base ones are the recipe, not options)
     settable: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        """A method's own settings hold what their annotations allow (the schema's types),
+        however the instance was made: `get_method`, `dataclasses.replace` or a constructor."""
+        hints = _option_types(type(self))
+        for name in self.option_names():
+            validate_value(hints[name], getattr(self, name), f"method_options.{name}")
 
     @property
     def table_n(self) -> tuple[int, ...]:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import torch
+from pydantic import Field
 
 from ..adapter_model import BlobModel
-from ..errors import ConfigError
 from ..predictive import COMBINES, average_draws
+from ..schema.types import Bool
 from .base import LoadPart, Method, TrainPart
+
+Members = Annotated[int, Field(strict=True, ge=2)]  # one member is method=mle
 
 
 @dataclass
@@ -34,18 +37,10 @@ def _snapshot(model: BlobModel) -> dict[str, torch.Tensor]:
 
 @dataclass(frozen=True)
 class DeepEnsemble(Method):
-    combine: str = "probs"
-    same_data: bool = False
+    combine: Literal[COMBINES] = "probs"
+    same_data: Bool = False
+    members: Members = 3  # one member is method=mle
     settable: ClassVar[tuple[str, ...]] = ("members",)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.members, int) or isinstance(self.members, bool) or self.members < 2:
-            raise ConfigError(
-                f"ens members must be an integer >= 2, got {self.members!r}; one member is "
-                "method=mle"
-            )
-        if self.combine not in COMBINES:
-            raise ConfigError(f"ens combine {self.combine!r} is unknown; use one of {COMBINES}")
 
     def member_seeds(self, seed: int, member: int) -> tuple[int, int]:
         """(init seed, data seed) of a member; member 0 is the MLE run of `seed`."""

@@ -48,17 +48,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from ..adapter_model import BlobModel
-from ..errors import BlobLoraError, ConfigError
+from ..errors import BlobLoraError
+from ..schema.types import Positive, PositiveFloat
 from .base import Method, PostTrainContext
 from .kfac import KronBlock, LayerPosterior, full_precision
 from .laplace_posterior import (
     PRIOR_STRUCTURES,
     KronLaplace,
-    check_structure,
     probit_probs,
     sample_probs,
 )
@@ -92,31 +93,22 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class LaplaceLoRA(Method):
     """Post-hoc KFAC Laplace on a trained LoRA; N=0 is the MAP, N>0 the GLM predictive."""
 
-    link: str = "mc"  # mc: mean softmax of correlated draws; probit: diagonal closed form
-    link_samples: int = 10000  # mc: draws of the class logits (cheap: C numbers each)
-    prior_precision: float | None = None  # None: maximize the marginal likelihood
-    fit_on: str = "train"  # train (the paper); anchor: the anchor subset, scaled to n_train
-    prior_structure: str = "scalar"  # scalar (Laplace-LoRA), ab, layerwise: see the module doc
-    max_out_factor: int = 16384
-    compute_dtype: str = "float32"
-    prior_fit: str = "marglik"  # marglik: the evidence's maximum; adam: laplace-torch's 100 steps
-
-    def __post_init__(self) -> None:
-        if self.prior_fit not in PRIOR_FITS:
-            raise ConfigError(
-                f"laplace prior_fit {self.prior_fit!r} is unknown; use one of {PRIOR_FITS}"
-            )
-        if self.link not in LINKS:
-            raise ConfigError(f"laplace link {self.link!r} is unknown; use one of {LINKS}")
-        if self.fit_on not in FIT_SETS:
-            raise ConfigError(f"laplace fit_on {self.fit_on!r} is unknown; use one of {FIT_SETS}")
-        check_structure(self.prior_structure)
-        if self.link_samples < 1:
-            raise ConfigError("laplace link_samples must be >= 1")
-        if self.compute_dtype not in DTYPES:
-            raise ConfigError(f"laplace compute_dtype must be one of {sorted(DTYPES)}")
-        if self.prior_precision is not None and self.prior_precision <= 0:
-            raise ConfigError("laplace prior_precision must be > 0 (or None for marglik)")
+    link: Literal[LINKS] = (
+        "mc"  # mc: mean softmax of correlated draws; probit: diagonal closed form
+    )
+    link_samples: Positive = 10000  # mc: draws of the class logits (cheap: C numbers each)
+    prior_precision: PositiveFloat | None = None  # None: maximize the marginal likelihood
+    fit_on: Literal[FIT_SETS] = (
+        "train"  # train (the paper); anchor: the anchor subset, scaled to n_train
+    )
+    prior_structure: Literal[PRIOR_STRUCTURES] = (
+        "scalar"  # scalar (Laplace-LoRA), ab, layerwise: see the module doc
+    )
+    max_out_factor: Positive = 16384
+    compute_dtype: Literal["float32", "float64"] = "float32"
+    prior_fit: Literal[PRIOR_FITS] = (
+        "marglik"  # marglik: the evidence's maximum; adam: laplace-torch's 100 steps
+    )
 
     def post_train(self, model: BlobModel, context: PostTrainContext) -> BlobModel:
         batches = context.train_batches() if self.fit_on == "train" else context.anchor_batches()

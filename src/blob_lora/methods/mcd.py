@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
 from ..adapter_model import BlobModel
-from ..errors import ConfigError
 from ..predictive import average_draws
 from .base import Method
 
@@ -23,11 +23,7 @@ SCOPES = ("adapter", "all")
 
 @dataclass(frozen=True)
 class MCDropout(Method):
-    scope: str = "adapter"
-
-    def __post_init__(self) -> None:
-        if self.scope not in SCOPES:
-            raise ConfigError(f"mcd scope {self.scope!r} is unknown; use one of {SCOPES}")
+    scope: Literal[SCOPES] = "adapter"
 
     def dropouts(self, model: BlobModel) -> list[nn.Module]:
         if self.scope == "all":

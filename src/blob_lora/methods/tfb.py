@@ -29,6 +29,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 from torch import nn
@@ -36,6 +37,7 @@ from torch import nn
 from ..adapter_model import BlobModel
 from ..errors import ConfigError
 from ..predictive import predictive_probs
+from ..schema.types import Count, NonNegativeFloat, Positive, PositiveFloat
 from .base import Method, PostTrainContext
 
 log = logging.getLogger(__name__)
@@ -113,32 +115,23 @@ class TFBState:
 class TFB(Method):
     """Post-hoc: Bayesianize a plain LoRA by SVD and a variance search on the anchor set."""
 
-    metric: str = "nll"  # nll: relative NLL increase; acc: absolute accuracy drop
-    tolerance: float = 0.01
-    anchor_labels: str = "pseudo"  # pseudo: the mean model's argmax (the authors'); true
-    search_samples: int = 5
-    beta_min: float = 1e-4
-    beta_max: float = 1.0
-    max_iters: int = 8
-    bisection: str = "log"  # log (ours) | authors: see the module doc
+    metric: Literal[METRICS] = "nll"  # nll: relative NLL increase; acc: absolute accuracy drop
+    tolerance: NonNegativeFloat = 0.01
+    anchor_labels: Literal[ANCHOR_LABELS] = (
+        "pseudo"  # pseudo: the mean model's argmax (the authors'); true
+    )
+    search_samples: Positive = 5
+    beta_min: PositiveFloat = 1e-4
+    beta_max: PositiveFloat = 1.0
+    max_iters: Count = 8
+    bisection: Literal[BISECTIONS] = "log"  # log (ours) | authors: see the module doc
 
     def __post_init__(self) -> None:
-        if self.bisection not in BISECTIONS:
+        super().__post_init__()
+        if not self.beta_min < self.beta_max:
             raise ConfigError(
-                f"tfb bisection {self.bisection!r} is unknown; use one of {BISECTIONS}"
+                f"tfb needs beta_min < beta_max, got {self.beta_min}, {self.beta_max}"
             )
-        if self.metric not in METRICS:
-            raise ConfigError(f"tfb metric {self.metric!r} is unknown; use one of {METRICS}")
-        if self.anchor_labels not in ANCHOR_LABELS:
-            raise ConfigError(
-                f"tfb anchor_labels {self.anchor_labels!r} is unknown; use one of {ANCHOR_LABELS}"
-            )
-        if not 0 < self.beta_min < self.beta_max:
-            raise ConfigError(
-                f"tfb needs 0 < beta_min < beta_max, got {self.beta_min}, {self.beta_max}"
-            )
-        if self.tolerance < 0 or self.search_samples < 1 or self.max_iters < 0:
-            raise ConfigError("tfb needs tolerance >= 0, search_samples >= 1, max_iters >= 0")
 
     # -- the search -----------------------------------------------------------------------
     def post_train(self, model: BlobModel, context: PostTrainContext) -> BlobModel:

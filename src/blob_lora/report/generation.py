@@ -7,37 +7,15 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from .keys import GEN_DIGITS, GEN_LABELS, GEN_METRICS, is_generation  # noqa: F401
 from .table import mean_std_cell, method_label
 
-GEN_METRICS = (
-    "rouge1", "rouge2", "rougeL", "bertscore_f1", "nll", "unc_auroc", "aurc",
-    "sigma_mean", "sigma_ratio_median",
-)  # fmt: skip
-GEN_LABELS = {
-    "rouge1": "ROUGE-1 ↑",
-    "rouge2": "ROUGE-2 ↑",
-    "rougeL": "ROUGE-L ↑",
-    "rougeL_oracle": "ROUGE-L best of S ↑",
-    "bertscore_f1": "BERTScore F1 ↑",
-    "nll": "NLL/token ↓",
-    "unc_auroc": "unc. AUROC ↑",
-    "aurc": "AURC ↓",
-    "disagreement": "disagreement",
-    "sigma_mean": "mean σ",
-    "sigma_ratio_median": "median σ/|μ|",
-}
-GEN_DIGITS = {"nll": 3, "unc_auroc": 3, "aurc": 3, "disagreement": 3, "sigma_mean": 4,
-              "sigma_ratio_median": 3}  # fmt: skip
 NOTE = (
     "ROUGE (rouge-score, stemmed) and BERTScore F1 in %, max over each input's references; "
     "for N=S the expectation over S samples. BERTScore runs on the offline MiniLM and is "
     "not comparable with published numbers (other models). unc. AUROC / AURC: how well the "
     "disagreement among the S samples flags a low ROUGE-L."
 )
-
-
-def is_generation(row: dict[str, Any]) -> bool:
-    return row.get("task") == "generate" or "rougeL" in row
 
 
 def split_rows(rows: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]:

@@ -10,21 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..run.files import RunDir
-
-METRICS = ("acc", "ece", "nll", "sigma_mean", "sigma_ratio_median", "mean_mi")
-# rows only where a method has them: a posterior (sigma), sampled predictions (mean_mi)
-OPTIONAL = ("sigma_mean", "sigma_ratio_median", "mean_mi")
-LABELS = {
-    "acc": "ACC (%) ↑",
-    "ece": "ECE (%) ↓",
-    "nll": "NLL ↓",
-    "brier": "Brier ↓",
-    "sigma_mean": "mean σ",
-    "sigma_ratio_median": "median σ/|μ|",
-    "mean_mi": "mean MI of the samples (nats)",
-}
-DIGITS = {"nll": 3, "brier": 3, "sigma_mean": 4, "sigma_ratio_median": 3, "mean_mi": 4}
-
+from .keys import DIGITS, LABELS, METRICS, OPTIONAL  # noqa: F401 (the table's names)
 
 REQUIRED = ("dataset", "method")
 
@@ -32,9 +18,10 @@ REQUIRED = ("dataset", "method")
 IGNORED_KEYS = ("seed", "output_dir")  # what may differ between seeds of one setting
 
 
-def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Result rows from run directories or JSON/JSONL row files; a path that holds none is a
-    one-line error naming it.
+def load_rows(paths: Iterable[str | Path], metrics: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Result rows from run directories or JSON/JSONL row files; a path that holds none, or a
+    row that lacks a field or holds null or text where a number goes (`report.rows`, with
+    `metrics` read as numbers too), is a one-line error naming the file, row and field.
 
     A run directory gives every results file in it: `results-final.json` and those `blob
     eval` wrote (`results-TAG.json`, their rows tagged). Each row is keyed by its run's
@@ -42,6 +29,7 @@ def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     one setting only; the same setting and seed twice is an error."""
     from ..errors import BlobLoraError
 
+    metrics = tuple(metrics)
     rows: list[dict[str, Any]] = []
     seen: dict[tuple, Path] = {}
     for given in map(Path, paths):
@@ -55,11 +43,14 @@ def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
             )
         setting = _setting(given if given.is_dir() else given.parent)
         final_rows = [
-            row for path in files if path.name == "results-final.json" for row in _read_rows(path)
+            row
+            for path in files
+            if path.name == "results-final.json"
+            for row in _read_rows(path, metrics)
         ]
         for path in files:
             tag = path.stem.removeprefix("results-") if given.is_dir() else None
-            for row in _read_rows(path):
+            for row in _read_rows(path, metrics):
                 if tag and tag != "final":
                     if row in final_rows:
                         continue  # `blob eval` of the same set and N: the final row, again
@@ -79,31 +70,81 @@ def load_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def _read_rows(path: Path, metrics: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The checked rows of one results file (JSON: a row or a list; JSONL: a row a line)."""
     from ..errors import BlobLoraError
+    from .rows import check_row
 
+    text = _read_text(path)
+    where: list[str] = []
     try:
-        text = path.read_text()
         if path.suffix == ".jsonl":
-            found = [json.loads(line) for line in text.splitlines() if line.strip()]
+            found = []
+            for number, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    where.append(f"{path} line {number}")
+                    found.append(_json(line, where[-1]))
         else:
-            data = json.loads(text)
+            data = _json(text, str(path))
             found = data if isinstance(data, list) else [data]
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BlobLoraError(f"{path} is not a results file (not JSON: {err})") from None
-    if not found or not all(isinstance(r, dict) and set(REQUIRED) <= set(r) for r in found):
+            where = [f"{path} row {i}" for i in range(1, len(found) + 1)]
+            if not isinstance(data, list):
+                where = [str(path)]
+    except ValueError as err:
+        raise BlobLoraError(
+            f"{err.args[0]} is not a results file (not JSON: {err.args[1]})"
+        ) from None
+    if not found or not any(isinstance(r, dict) and set(REQUIRED) & set(r) for r in found):
         raise BlobLoraError(
             f"{path} is not a results file: its rows need {', '.join(REQUIRED)} and metrics"
         )
-    return found
+    return [check_row(row, w, metrics) for row, w in zip(found, where, strict=True)]
+
+
+def _read_text(path: Path) -> str:
+    """A file's text, UTF-8; an unreadable or undecodable file is a one-line error."""
+    from ..errors import BlobLoraError
+
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise BlobLoraError(f"cannot read {path}: {err.strerror or type(err).__name__}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise BlobLoraError(
+            f"{path} is not UTF-8 text (byte {data[err.start]:#04x} on line {line}); "
+            "results files are written as UTF-8"
+        ) from None
+
+
+def _json(text: str, where: str) -> Any:
+    """JSON text, or ValueError(where, reason): a syntax error, nesting too deep, a number
+    too long to read."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(where, f"{err.msg}, line {err.lineno} column {err.colno}") from None
+    except RecursionError:
+        raise ValueError(where, "nested too deeply") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python reads
+        raise ValueError(where, str(err).split(";")[0]) from None
 
 
 def _setting(run_dir: Path) -> str | None:
     """The run's configuration without what differs between seeds, as sorted JSON."""
+    from ..errors import BlobLoraError
+
     config = RunDir(run_dir).config
     if not config.is_file():
         return None
-    cfg = json.loads(config.read_text())
+    try:
+        cfg = _json(_read_text(config), str(config))
+    except ValueError as err:
+        raise BlobLoraError(f"{config} is not a run config (not JSON: {err.args[1]})") from None
+    if not isinstance(cfg, dict):
+        raise BlobLoraError(f"{config} is not a run config (a JSON object of settings)")
     return json.dumps({k: v for k, v in cfg.items() if k not in IGNORED_KEYS}, sort_keys=True)
 
 

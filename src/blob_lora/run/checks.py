@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError
-from ..generation.checks import DATASET_KINDS, check_generation
+from ..generation.checks import DATASET_KINDS, check_generation, model_positions
 from .config import GENERATE_NOT_SHARDED, RunConfig
 from .files import dataset_label
 
@@ -139,9 +139,36 @@ def head_adapter_config(model: nn.Module, adapter: Any, head: str) -> Any:
     raise ConfigError(f"head {head!r} is unknown; use train, lora or frozen")
 
 
-def check_max_length(task: Any, examples: list, max_length: int, sample: int = 32) -> str:
+def check_positions(cfg: RunConfig, config: Any, kind: str) -> None:
+    """max_length (and, for generation, the new tokens) within the model's positions,
+    before a step is taken: past them a model fails at its first long input."""
+    limit = model_positions(config)
+    if limit is None:
+        return
+    encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+    if cfg.max_length > limit:
+        raise ConfigError(
+            f"max_length={cfg.max_length} is more than model {cfg.model!r} has positions "
+            f"({limit}); set max_length <= {limit}"
+        )
+    if kind != "generate":
+        return
+    room = limit if encoder_decoder else limit - cfg.max_length
+    if cfg.max_new_tokens > room:
+        where = "its decoder" if encoder_decoder else f"after a {cfg.max_length}-token prompt"
+        raise ConfigError(
+            f"max_new_tokens={cfg.max_new_tokens} does not fit model {cfg.model!r}: {room} "
+            f"positions are left {where} ({limit} in all); set max_new_tokens <= {room}"
+            + ("" if encoder_decoder else " or lower max_length")
+        )
+
+
+def check_max_length(
+    task: Any, examples: list, max_length: int, sample: int = 32, limit: int | None = None
+) -> str:
     """Refuse a max_length that cuts every example of a sample of the training set (the
-    run would train on stumps at full cost); a warning when it cuts most of them."""
+    run would train on stumps at full cost), unless it is the model's own limit; a warning
+    when it cuts most of them."""
     if not examples or getattr(task, "max_length", None) != max_length:
         return ""
     full, cut = [], []
@@ -153,11 +180,14 @@ def check_max_length(task: Any, examples: list, max_length: int, sample: int = 3
             task.max_length = max_length
     finally:
         task.max_length = max_length
-    if all(f > c for f, c in zip(full, cut, strict=True)):
+    if all(f > c for f, c in zip(full, cut, strict=True)) and max_length != limit:
+        if limit is not None and min(full) > limit:
+            advice = f"raise max_length to {limit}, the model's limit (every example is cut there)"
+        else:
+            advice = f"raise max_length to at least {min(full)} (the longest has {max(full)})"
         raise ConfigError(
             f"max_length={max_length} cuts every one of the first {len(full)} training "
-            f"examples (the shortest has {min(full)} tokens); raise max_length to at least "
-            f"{min(full)} (the longest has {max(full)})"
+            f"examples (the shortest has {min(full)} tokens); {advice}"
         )
     n_cut = sum(f > c for f, c in zip(full, cut, strict=True))
     if 2 * n_cut > len(full):

@@ -8,110 +8,87 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import types
-import typing
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import field
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from ..config import AdapterConfig
 from ..errors import ConfigError
 from ..kl_plan import AUTHORS
 from ..kl_plan import KINDS as KL_KINDS
 from ..kl_plan import PLANS as KL_PLANS
-from .protocol import apply_protocol
+from ..schema import settings, validate
+from ..schema.types import (
+    Bool,
+    Count,
+    Name,
+    NonNegativeFloat,
+    Positive,
+    PositiveFloat,
+    Probability,
+    Seed,
+    Share,
+)
+from ..schema.validate import check_keys
+from .protocol import apply_protocol, section
 
 PRECISIONS = ("fp32", "bf16")
 QUANTIZATIONS = ("none", "4bit", "8bit")  # quantization.QUANTIZATIONS (no torch import here)
 OPTIM_SCHEMES = ("authors", "elbo")  # optim.SCHEMES (kept here: no torch import to check a config)
 GEN_NOISES = ("auto", "weights", "decoding")
-CHOICES = {
-    "task": ("auto", "choice", "classification", "generate"),
-    "gen_noise": GEN_NOISES,
-    "optim_scheme": OPTIM_SCHEMES,
-    "head": ("train", "lora", "frozen"),
-    "kl_schedule": (None, *KL_KINDS),
-    "precision": PRECISIONS,
-    "quantization": QUANTIZATIONS,
-    "sharding": ("none", "fsdp"),
-}
+TASKS = ("auto", "choice", "classification", "generate")
+HEADS = ("train", "lora", "frozen")
 GENERATE_NOT_SHARDED = (
     "sharding=fsdp does not support generation tasks (the processes would stop decoding at "
     "different steps); use sharding=none"
 )
-# (lowest, highest allowed, whether the lowest itself is allowed)
-RANGES = {
-    "seed": (0, None, True),
-    "max_steps": (0, None, True),
-    "batch_size": (1, None, True),
-    "grad_accum": (1, None, True),
-    "eval_batch_size": (1, None, True),
-    "lr": (0, None, False),
-    "kl_lr": (0, None, True),
-    "weight_decay": (0, None, True),
-    "warmup_ratio": (0, 1, True),
-    "max_grad_norm": (0, None, False),
-    "adam_eps": (0, None, False),
-    "gamma": (0, None, False),
-    "kl_cycle": (1, None, True),
-    "max_length": (8, None, True),
-    "train_limit": (1, None, True),
-    "eval_limit": (1, None, True),
-    "eval_every": (0, None, True),
-    "save_every": (0, None, True),
-    "anchor_size": (1, None, True),
-    "eval_subset_seed": (0, None, True),
-    "calib_fraction": (0, 1, True),
-    "max_target_length": (1, None, True),
-    "max_new_tokens": (1, None, True),
-    "gen_samples": (2, None, True),
-    "num_beams": (1, None, True),
-    "gen_temperature": (0, None, False),
-    "gen_top_p": (0, None, False),  # and <= 1, checked below
-}
+MaxLength = Annotated[int, Field(strict=True, ge=8)]
+GenSamples = Annotated[int, Field(strict=True, ge=2)]  # N=1 has no disagreement to score
 
 
-@dataclass
+@settings
 class RunConfig:
-    model: str = field(default="minilm", metadata={"help": "short name, hub id or local path"})
-    task: str = field(
+    model: Name = field(default="minilm", metadata={"help": "short name, hub id or local path"})
+    task: Literal[TASKS] = field(
         default="auto",
         metadata={
             "help": "auto | choice | classification | generate (auto: generate for a "
             "generation dataset such as dialogsum)"
         },
     )
-    dataset: str = field(default="rte", metadata={"help": "short name or a JSON field mapping"})
-    train_split: str = field(default="train", metadata={"help": "split to train on"})
-    eval_split: str = field(
+    dataset: Name = field(default="rte", metadata={"help": "short name or a JSON field mapping"})
+    train_split: Name = field(default="train", metadata={"help": "split to train on"})
+    eval_split: Name = field(
         default="validation", metadata={"help": "split the results are reported on"}
     )
-    eval_datasets: list[str] = field(default_factory=list, metadata={"help": "extra (OOD) sets"})
-    method: str = field(
+    eval_datasets: list[Name] = field(default_factory=list, metadata={"help": "extra (OOD) sets"})
+    method: Name = field(
         default="blob", metadata={"help": "a registered method: `blob methods` lists them"}
     )
-    protocol: str = field(
+    protocol: Literal["default", "paper"] = field(
         default="default",
         metadata={"help": "default | paper: the authors' code on every point (see protocol.py)"},
     )
-    method_options: dict[str, Any] = field(
+    method_options: dict[Name, Any] = field(
         default_factory=dict, metadata={"help": "the method's own settings, e.g. fit_on"}
     )
-    output_dir: str = field(default="runs/run", metadata={"help": "the run folder"})
-    seed: int = field(default=0, metadata={"help": "init, data order and noise"})
-    max_steps: int = field(default=300, metadata={"help": "0 with init_from: post-hoc only"})
-    init_from: str | None = field(
+    output_dir: Name = field(default="runs/run", metadata={"help": "the run folder"})
+    seed: Seed = field(default=0, metadata={"help": "init, data order and noise"})
+    max_steps: Count = field(default=300, metadata={"help": "0 with init_from: post-hoc only"})
+    init_from: Name | None = field(
         default=None,
         metadata={"help": "start from a trained adapter: a run dir, adapter dir or PEFT dir"},
     )
-    batch_size: int = field(default=32, metadata={"help": "per-process micro-batch"})
-    group_by_length: bool = field(
+    batch_size: Positive = field(default=32, metadata={"help": "per-process micro-batch"})
+    group_by_length: Bool = field(
         default=False,
         metadata={"help": "train on batches of similar length: less padding, faster steps"},
     )
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per step"})
-    eval_batch_size: int = field(default=64, metadata={"help": "examples per eval pass"})
-    lr: float = field(default=5e-4, metadata={"help": "AdamW lr of means and B"})
-    kl_lr: float | None = field(
+    grad_accum: Positive = field(default=1, metadata={"help": "micro-batches per step"})
+    eval_batch_size: Positive = field(default=64, metadata={"help": "examples per eval pass"})
+    lr: PositiveFloat = field(default=5e-4, metadata={"help": "AdamW lr of means and B"})
+    kl_lr: NonNegativeFloat | None = field(
         default=None,
         metadata={
             "help": "SGD lr of the KL step (kl_plan=authors; default the authors' own: "
@@ -119,38 +96,44 @@ class RunConfig:
             + ")"
         },
     )
-    weight_decay: float | None = field(
+    weight_decay: NonNegativeFloat | None = field(
         default=None, metadata={"help": "AdamW weight decay (default: the method's, else 0)"}
     )
-    warmup_ratio: float = field(default=0.06, metadata={"help": "linear warmup share of max_steps"})
-    max_grad_norm: float | None = field(
+    warmup_ratio: Share = field(default=0.06, metadata={"help": "linear warmup share of max_steps"})
+    max_grad_norm: PositiveFloat | None = field(
         default=None, metadata={"help": "clip the NLL gradient norm"}
     )
-    adam_eps: float = field(default=1e-8, metadata={"help": "AdamW eps (the authors' code: 1e-6)"})
-    lr_schedule_per_process: bool = field(
+    adam_eps: PositiveFloat = field(
+        default=1e-8, metadata={"help": "AdamW eps (the authors' code: 1e-6)"}
+    )
+    lr_schedule_per_process: Bool = field(
         default=False,
         metadata={
             "help": "step the LR schedules once per process per optimizer step, as the "
             "authors' Accelerate code does (with P processes the LR ends after max_steps/P)"
         },
     )
-    optim_scheme: str = field(default="authors", metadata={"help": "authors | elbo"})
-    kl_schedule: str | None = field(default=None, metadata={"help": "blob|uniform|elbo|none"})
-    kl_plan: str = field(
+    optim_scheme: Literal[OPTIM_SCHEMES] = field(
+        default="authors", metadata={"help": "authors | elbo"}
+    )
+    kl_schedule: Literal[KL_KINDS] | None = field(
+        default=None, metadata={"help": "blob|uniform|elbo|none"}
+    )
+    kl_plan: Literal[KL_PLANS] = field(
         default="budget",
         metadata={
             "help": "budget: cycles and kl_lr chosen so the run gets the authors' KL clock; "
             "authors: their M (from gamma) and kl_lr as given"
         },
     )
-    kl_on_means: bool = field(
+    kl_on_means: Bool = field(
         default=True,
         metadata={
             "help": "false: the KL moves only the posterior std, not the means (no weight "
             "decay of M toward the prior mean)"
         },
     )
-    kl_clock_scale: float = field(
+    kl_clock_scale: PositiveFloat = field(
         default=0.2,
         metadata={
             "help": "kl_plan=budget: the authors' clock times this (0.2: chosen on MRPC and "
@@ -158,25 +141,25 @@ class RunConfig:
             "collapsed the posterior)"
         },
     )
-    gamma: float = field(
+    gamma: PositiveFloat = field(
         default=8.0, metadata={"help": "kl_plan=authors: M = 100 N^(pi/gamma) / batch"}
     )
-    kl_cycle: int | None = field(
+    kl_cycle: Positive | None = field(
         default=None,
         metadata={"help": "kl_plan=authors: steps per KL cycle (default: the authors' M)"},
     )
-    max_length: int = field(default=256, metadata={"help": "tokens per input"})
-    precision: str = field(
+    max_length: MaxLength = field(default=256, metadata={"help": "tokens per input"})
+    precision: Literal[PRECISIONS] = field(
         default="fp32", metadata={"help": "fp32 | bf16 (autocast; ~2x on AMX CPUs and GPUs)"}
     )
-    quantization: str = field(
+    quantization: Literal[QUANTIZATIONS] = field(
         default="none",
         metadata={
             "help": "none | 4bit (NF4) | 8bit (LLM.int8()): the frozen base quantized by "
             'bitsandbytes (pip install "blob-lora[quantized]"); adapters, noise, KL stay fp32'
         },
     )
-    sharding: str = field(
+    sharding: Literal["none", "fsdp"] = field(
         default="none",
         metadata={
             "help": "none | fsdp: under `accelerate launch`, shard the base and the adapters "
@@ -184,55 +167,63 @@ class RunConfig:
             "adapter is saved"
         },
     )
-    train_limit: int | None = field(default=None, metadata={"help": "train on a seeded subset"})
-    eval_limit: int | None = field(default=None, metadata={"help": "evaluate on a seeded subset"})
-    eval_subset_seed: int | None = field(
+    train_limit: Positive | None = field(
+        default=None, metadata={"help": "train on a seeded subset"}
+    )
+    eval_limit: Positive | None = field(
+        default=None, metadata={"help": "evaluate on a seeded subset"}
+    )
+    eval_subset_seed: Seed | None = field(
         default=None,
         metadata={
             "help": "seed of the eval_limit subset (None: the run's seed); fix it so every "
             "seed of a table evaluates the same rows"
         },
     )
-    calib_fraction: float = field(
+    calib_fraction: Share = field(
         default=0.0,
         metadata={
             "help": "share of the training rows held out of training (a fixed carve, the "
             "same for every seed and method) for post-hoc calibration: ts, blob-ts"
         },
     )
-    eval_every: int = field(default=0, metadata={"help": "N=0 eval every k steps"})
-    save_every: int = field(default=100, metadata={"help": "checkpoint every k steps"})
-    eval_samples: list[int] | None = field(default=None, metadata={"help": "N per evaluation"})
-    anchor_size: int = field(default=256, metadata={"help": "train examples for post-hoc fits"})
-    head: str = field(default="train", metadata={"help": "seq-cls head: train | lora | frozen"})
-    max_target_length: int | None = field(
+    eval_every: Count = field(default=0, metadata={"help": "N=0 eval every k steps"})
+    save_every: Count = field(default=100, metadata={"help": "checkpoint every k steps"})
+    eval_samples: list[Count] | None = field(default=None, metadata={"help": "N per evaluation"})
+    anchor_size: Positive = field(
+        default=256, metadata={"help": "train examples for post-hoc fits"}
+    )
+    head: Literal[HEADS] = field(
+        default="train", metadata={"help": "seq-cls head: train | lora | frozen"}
+    )
+    max_target_length: Positive | None = field(
         default=None,
         metadata={"help": "generate: cut training targets to this many tokens (None: never)"},
     )
-    max_new_tokens: int = field(
+    max_new_tokens: Positive = field(
         default=64, metadata={"help": "generate: tokens generated per output at most"}
     )
-    gen_samples: int = field(
+    gen_samples: GenSamples = field(
         default=5,
         metadata={"help": "generate: S sampled outputs per input (the N=S results row)"},
     )
-    num_beams: int = field(
+    num_beams: Positive = field(
         default=1, metadata={"help": "generate: beams of the N=0 output (1: greedy)"}
     )
-    gen_noise: str = field(
+    gen_noise: Literal[GEN_NOISES] = field(
         default="auto",
         metadata={
             "help": "generate: where samples differ: weights (one posterior sample per "
             "output, greedy), decoding (temperature/top-p), auto (weights if Bayesian)"
         },
     )
-    gen_temperature: float = field(
+    gen_temperature: PositiveFloat = field(
         default=1.0, metadata={"help": "generate: temperature of decoding-noise samples"}
     )
-    gen_top_p: float = field(
+    gen_top_p: Probability = field(
         default=0.9, metadata={"help": "generate: top-p of decoding-noise samples, in (0, 1]"}
     )
-    bertscore: bool = field(
+    bertscore: Bool = field(
         default=False,
         metadata={
             "help": "generate: also BERTScore F1 on the offline MiniLM (not comparable "
@@ -244,20 +235,6 @@ class RunConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        for key, allowed in CHOICES.items():
-            value = getattr(self, key)
-            if value not in allowed:
-                names = ", ".join(str(a) for a in allowed if a is not None)
-                raise ConfigError(f"{key} {value!r} is unknown; use one of {names}")
-        for key, (low, high, closed) in RANGES.items():
-            value = getattr(self, key)
-            if value is None:
-                continue
-            if value < low or (value == low and not closed) or (high is not None and value >= high):
-                bound = f">= {low}" if closed else f"> {low}"
-                bound += f" and < {high}" if high is not None else ""
-                raise ConfigError(f"{key} must be {bound}, got {value!r}")
         if self.quantization != "none" and importlib.util.find_spec("bitsandbytes") is None:
             raise ConfigError(
                 f"quantization={self.quantization} needs bitsandbytes, which is not installed: "
@@ -265,14 +242,6 @@ class RunConfig:
             )
         if self.sharding == "fsdp":
             _check_shardable(self)
-        if self.gen_top_p > 1:
-            raise ConfigError(f"gen_top_p must be in (0, 1], got {self.gen_top_p!r}")
-        if any(n < 0 for n in self.eval_samples or []):
-            raise ConfigError(f"eval_samples must be >= 0 (0: the mean), got {self.eval_samples}")
-        if self.kl_plan not in KL_PLANS:
-            raise ConfigError(
-                f"kl_plan {self.kl_plan!r} is unknown; use one of {', '.join(KL_PLANS)}"
-            )
         if self.kl_plan == "budget":
             fixed = [k for k in ("kl_lr", "kl_cycle") if getattr(self, k) is not None]
             if fixed:
@@ -280,16 +249,18 @@ class RunConfig:
                     f"{' and '.join(fixed)} conflict with kl_plan=budget, which chooses them; "
                     "set kl_plan=authors to fix them yourself, or kl_clock_scale to scale the plan"
                 )
-        if not self.kl_clock_scale > 0:
-            raise ConfigError(f"kl_clock_scale must be > 0, got {self.kl_clock_scale!r}")
         if self.max_steps == 0 and not self.init_from:
             raise ConfigError(
                 "max_steps=0 trains nothing: set max_steps >= 1, or init_from=<a trained "
                 "adapter or run folder> to evaluate (or post-process) one"
             )
+        from ..data.specs import parse_spec
         from ..methods import get_method  # here, not at import: methods pull in torch
 
         get_method(self.method, self.method_options)  # unknown options, bad values
+        parse_spec(self.dataset, "dataset")  # every field of a mapping, before any loading
+        for i, name in enumerate(self.eval_datasets):
+            parse_spec(name, f"eval_datasets[{i}]")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -302,12 +273,13 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        check_keys(data, "")
         data = apply_protocol(dict(data))
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
-        adapter = data.pop("adapter", None)
+        adapter = data.get("adapter")
+        if not isinstance(adapter, AdapterConfig):
+            # the run's adapter defaults (r=8, alpha=8 on query/value) under what is given
+            base = cls.__dataclass_fields__["adapter"].default_factory().to_dict()
+            data["adapter"] = AdapterConfig.from_dict(base | section(adapter, "adapter"))
         if "kl_plan" not in data and any(data.get(k) is not None for k in ("kl_lr", "kl_cycle")):
             # a fixed kl_lr / kl_cycle asks for the plan that honours them (and every run
             # written before kl_plan existed ran it)
@@ -316,61 +288,7 @@ class RunConfig:
             data["dataset"] = _spec_text(data["dataset"])
         if isinstance(data.get("eval_datasets"), list):
             data["eval_datasets"] = [_spec_text(d) for d in data["eval_datasets"]]
-        run = cls(**data)
-        if isinstance(adapter, AdapterConfig):
-            run.adapter = adapter
-        elif adapter is not None:
-            base = run.adapter.to_dict()
-            unknown = sorted(set(adapter) - set(base))
-            if unknown:
-                raise ConfigError(
-                    f"unknown config keys {['adapter.' + k for k in unknown]}; "
-                    f"known adapter keys: {sorted(base)}"
-                )
-            run.adapter = AdapterConfig.from_dict(base | adapter)
-        return run
-
-
-def _type_name(tp: Any) -> str:
-    if typing.get_args(tp):
-        return str(tp).replace("typing.", "")
-    return getattr(tp, "__name__", str(tp))
-
-
-def _matches(value: Any, tp: Any) -> bool:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in args)
-    if tp is type(None):
-        return value is None
-    if origin is list:
-        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
-    if origin is dict:
-        return isinstance(value, dict)
-    if tp is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, tp)
-
-
-def _check_types(cfg: RunConfig) -> None:
-    """Every key of the right type, named with the type it needs (ints stay ints: a
-    float where an int goes is an error, an int where a float goes is taken)."""
-    hints = typing.get_type_hints(RunConfig)
-    for f in dataclasses.fields(cfg):
-        if f.name == "adapter":
-            continue
-        value, tp = getattr(cfg, f.name), hints[f.name]
-        if not _matches(value, tp):
-            raise ConfigError(
-                f"{f.name} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})"
-            )
-        if tp is float or float in typing.get_args(tp):
-            if isinstance(value, int) and not isinstance(value, bool):
-                setattr(cfg, f.name, float(value))
+        return validate(cls, data)
 
 
 def _spec_text(spec: Any) -> Any:

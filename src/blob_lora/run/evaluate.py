@@ -26,15 +26,32 @@ def eval_set(ctx: RunContext, name: str) -> list:
     """The examples of evaluation set `name`, loaded once per run: the run's evaluation
     split for its own dataset, the set's own OOD split (its spec says) for the others."""
     from ..data import load_examples
-    from ..data.specs import parse_spec
 
     cfg, setup = ctx.cfg, ctx.setup
     if name not in setup.eval_examples:
-        split = cfg.eval_split if name == cfg.dataset else parse_spec(name)[0].ood_split
         setup.eval_examples[name] = load_examples(
-            name, split, limit=cfg.eval_limit, seed=eval_subset_seed(cfg)
+            name, _eval_split(cfg, name), limit=cfg.eval_limit, seed=eval_subset_seed(cfg)
         )
     return setup.eval_examples[name]
+
+
+def _eval_split(cfg: RunConfig, name: str) -> str:
+    from ..data.specs import parse_spec
+
+    return cfg.eval_split if name == cfg.dataset else parse_spec(name)[0].ood_split
+
+
+def set_labels(ctx: RunContext, name: str, examples: list) -> list:
+    """The labels of evaluation set `name` as a whole: an eval_limit subset may hold one
+    class only (`--limit 1`), and the set's label space is that of the split it is drawn
+    from."""
+    from ..data import load_examples
+
+    limit = ctx.cfg.eval_limit
+    if limit is None or len(examples) < limit:  # the whole split already
+        return [getattr(e, "label", None) for e in examples]
+    whole = load_examples(name, _eval_split(ctx.cfg, name))
+    return [getattr(e, "label", None) for e in whole]
 
 
 def resolve_samples(cfg: RunConfig, samples: list[int] | None, generates: bool) -> list[int]:
@@ -71,6 +88,17 @@ class Evaluator:
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
+        self._foreign: dict[str, str | None] = {}  # set -> why its labels are another task's
+
+    def foreign(self, name: str, examples: list) -> str | None:
+        """Why set `name`'s labels are not the model's classes (None: they are), decided
+        once per set from the whole set (training evaluates at every eval step)."""
+        ctx, classes = self.ctx, getattr(self.ctx.setup.task, "num_classes", None)
+        if name == ctx.cfg.dataset or classes is None:
+            return None
+        if name not in self._foreign:
+            self._foreign[name] = other_label_space(set_labels(ctx, name, examples), classes)
+        return self._foreign[name]
 
     def evaluate(
         self,
@@ -101,7 +129,7 @@ class Evaluator:
 
         ctx, cfg, setup = self.ctx, self.ctx.cfg, self.ctx.setup
         examples = eval_set(ctx, name)
-        foreign = name != cfg.dataset and _other_label_space(examples, setup.task)
+        foreign = self.foreign(name, examples)
         if foreign:  # labels of another task: predictions only (for OOD detection)
             examples = [dataclasses.replace(e, label=0) for e in examples]
         rows, at_mean = [], None
@@ -113,7 +141,8 @@ class Evaluator:
             spread = {"mean_mi": float(mi.mean())} if n > 0 else {}
             if foreign:
                 labels = torch.full_like(labels, -1)
-                rows.append(self._foreign_row(name, n, probs, len(labels), bayes) | spread)
+                row = self._foreign_row(name, n, probs, len(labels), bayes, foreign)
+                rows.append(row | spread)
                 if write:
                     self._write_eval(name, n, probs, labels, mi, tag, plot=False)
                 continue
@@ -138,7 +167,7 @@ class Evaluator:
         return rows
 
     def _foreign_row(
-        self, name: str, n: int, probs: torch.Tensor, count: int, bayes: dict | None
+        self, name: str, n: int, probs: torch.Tensor, count: int, bayes: dict | None, why: str
     ) -> dict[str, Any]:
         """A results row for a set whose labels are another task's: no ACC/ECE/NLL (they
         would compare with labels the model never had), the predictive's confidence."""
@@ -146,7 +175,7 @@ class Evaluator:
         entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
         return {
             **row_head(self.ctx, name, n, count),
-            "labels": "another task's (predictions only, for OOD detection)",
+            "labels": f"another task's ({why}): predictions only, for OOD detection",
             "mean_max_prob": float(p.max(-1).values.mean()),
             "mean_entropy": float(entropy.mean()),
             **(bayes or {}),
@@ -237,14 +266,20 @@ class Evaluator:
         )
 
 
-def _other_label_space(examples: list, task: Any) -> bool:
-    """Whether a classification set's labels are not the model's classes (another number
-    of them): its ACC/ECE/NLL would mean nothing, its predictions still serve OOD detection."""
-    classes = getattr(task, "num_classes", None)
-    labels = [getattr(e, "label", None) for e in examples]
-    if classes is None or any(label is None for label in labels) or not labels:
-        return False
-    return max(labels) + 1 != classes
+def other_label_space(labels: list, classes: int) -> str | None:
+    """Why a classification set's labels (those of the whole set) are not the model's
+    `classes` classes, or None when they are: a label the model has no class for, or
+    another number of classes (2 and more of them present). Its ACC/ECE/NLL would mean
+    nothing; its predictions still serve OOD detection. A set of one class only (all 0)
+    within the model's classes is this task's: it is evaluated, with metrics."""
+    if not labels or any(label is None for label in labels):
+        return None
+    present = sorted(set(labels))
+    if present[-1] >= classes:
+        return f"label {present[-1]}, the model has classes 0..{classes - 1}"
+    if len(present) > 1 and present[-1] + 1 != classes:
+        return f"{present[-1] + 1} classes, the model has {classes}"
+    return None
 
 
 def _samples_mi(samples: torch.Tensor) -> torch.Tensor:

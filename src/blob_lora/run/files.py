@@ -6,6 +6,7 @@ import csv
 import errno
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,20 @@ RUN_CONFIG = "run_config.json"
 KL_PLAN = "kl_plan.json"
 SIGMA_LOG = "sigma_log.jsonl"  # per-layer sigma statistics, ~50 rows a run
 LOCK_FILE = ".blob-lora.lock"
+FINAL_TAG = "final"  # the training run's own results, predictions and plots
+
+
+def training_tag(tag: str) -> bool:
+    """Whether files under `tag` are the training run's: `final` (results-final.json,
+    predictions/final-*, plots/final-*; `final-X` too, whose files `final-X-SET-N*` could be
+    the training run's `final-LABEL-N*`) and its step evaluations (`stepK`). Compared
+    case-blind: on a case-insensitive disk results-FINAL.json is results-final.json."""
+    low = tag.lower()
+    return (
+        low == FINAL_TAG
+        or low.startswith(f"{FINAL_TAG}-")
+        or re.fullmatch(r"step\d+", low) is not None
+    )
 
 
 @dataclass(frozen=True)

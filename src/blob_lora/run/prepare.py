@@ -12,9 +12,10 @@ from typing import Any
 
 from ..adapter_io import load_init_weights
 from ..errors import ConfigError
+from ..generation.checks import model_positions
 from ..kl_plan import AUTHORS, KLPlan, KLSchedule, init_sigma_mean, plan_authors, plan_budget
 from ..methods import get_method
-from .checks import check_max_length
+from .checks import check_max_length, check_positions, resolve_task_kind
 from .config import RunConfig
 from .context import RunContext
 from .files import as_saved, lock_run_dir, plan_dict, write_json
@@ -28,6 +29,8 @@ def prepare(ctx: RunContext, resume: bool) -> bool:
     ctx.acc.wait_for_everyone()  # every process checked before process 0 writes below
     cfg = ctx.cfg
     ctx.setup = build_setup(cfg)
+    hf_config = ctx.setup.model.model.config
+    check_positions(cfg, hf_config, resolve_task_kind(cfg))
     ctx.setup.model.to(ctx.acc.device)  # also for paths that never train (post-hoc)
     if cfg.init_from:  # before anything is written: a bad path leaves no output
         if ctx.setup.method.members > 1:
@@ -38,7 +41,12 @@ def prepare(ctx: RunContext, resume: bool) -> bool:
         meta = load_init_weights(ctx.setup.model, cfg.init_from)
         ctx.trained_steps = int(meta.get("steps", 0)) + cfg.max_steps
     if cfg.max_steps > 0:
-        cut = check_max_length(ctx.setup.task, ctx.setup.train_examples, cfg.max_length)
+        cut = check_max_length(
+            ctx.setup.task,
+            ctx.setup.train_examples,
+            cfg.max_length,
+            limit=model_positions(hf_config),
+        )
         if cut:
             ctx.say(f"warning: {cut}", error=True)
         ctx.kl_plan = make_kl_plan(ctx)  # refuses a KL that can never act, before writing

@@ -25,6 +25,7 @@ silently overridden either way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
@@ -54,6 +55,18 @@ def _merge(given: dict[str, Any], preset: dict[str, Any], where: str) -> dict[st
     return given | preset
 
 
+def section(value: Any, name: str) -> dict[str, Any]:
+    """A settings section (``adapter``, ``method_options``) as a dict; None is empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{name} must be a mapping of keys to values (e.g. {name}.key=value), got "
+            f"{value!r} ({type(value).__name__})"
+        )
+    return dict(value)
+
+
 def apply_protocol(data: dict[str, Any]) -> dict[str, Any]:
     """The config mapping with its protocol's settings filled in (a copy)."""
     protocol = data.get("protocol", "default")
@@ -63,10 +76,11 @@ def apply_protocol(data: dict[str, Any]) -> dict[str, Any]:
         return data
     out = _merge(dict(data), PAPER_RUN, "")
     adapter = out.get("adapter")
-    if adapter is not None and not isinstance(adapter, dict):
+    if hasattr(adapter, "to_dict"):
         adapter = adapter.to_dict()
-    out["adapter"] = _merge(dict(adapter or {}), PAPER_ADAPTER, "adapter.")
+    out["adapter"] = _merge(section(adapter, "adapter"), PAPER_ADAPTER, "adapter.")
     method = out.get("method", "blob")
-    options = dict(out.get("method_options") or {})
+    method = method if isinstance(method, str) else ""  # its own error comes from the schema
+    options = section(out.get("method_options"), "method_options")
     out["method_options"] = _merge(options, paper_method_options(method), "method_options.")
     return out

@@ -64,6 +64,10 @@ class Runner:
         tag: str = "final",
         write: bool = True,
     ) -> list[dict[str, Any]]:
+        """Each set and each N once (in the order given): a repeat would write its rows
+        twice into one results file."""
+        samples = list(dict.fromkeys(samples)) if samples is not None else None
+        datasets = list(dict.fromkeys(datasets)) if datasets is not None else None
         return self.evaluator().evaluate(samples, datasets, tag, write)
 
     # -- training ---------------------------------------------------------------------------
