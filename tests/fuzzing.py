@@ -17,27 +17,12 @@ from blob_lora.errors import BlobLoraError
 
 PROFILE = os.environ.get("BLOB_FUZZ", "ci")
 SCALE = 25 if PROFILE == "release" else 1
+# tiny runs are slow next to hypothesis' own timing; the CLI tests share capsys/monkeypatch
+SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
 settings.register_profile(
-    "ci",
-    derandomize=True,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
+    "ci", derandomize=True, deadline=None, print_blob=True, suppress_health_check=SLOW_OK
 )
-settings.register_profile(
-    "release",
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+settings.register_profile("release", deadline=None, print_blob=True, suppress_health_check=SLOW_OK)
 settings.load_profile(PROFILE)
 
 

@@ -92,3 +92,17 @@ def blob_model(arch: str, std: float = 0.5, kind: str = "blob"):
             if name.endswith("lora_A_g"):
                 param.fill_(std**0.5)  # Omega = G * G
     return blob.eval(), make_tok()
+
+
+def toy_generation_dataset(root, rows: list[dict], n_train: int) -> str:
+    """Write ``rows`` ({"id", "dialogue", "summary"}) as train (the first ``n_train``) and
+    validation JSONL under ``root``; the dataset mapping of the two, as JSON text."""
+    import json
+
+    for split, part in (("train", rows[:n_train]), ("validation", rows[n_train:])):
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    return json.dumps({
+        "paths": {"train": str(root / "train.jsonl"), "validation": str(root / "validation.jsonl")},
+        "source": "dialogue", "target": "summary", "id": "id", "name": "toy",
+        "template": "dialogue : {source} summary :",
+    })  # fmt: skip

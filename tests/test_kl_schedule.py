@@ -52,5 +52,5 @@ def test_a_set_cycle_replaces_the_authors_m_and_puts_the_weight_on_its_last_step
     assert sum(weights[:50]) == pytest.approx(1.0, abs=1e-12)
     assert weights[49] == pytest.approx(0.5, rel=1e-9) and weights[48] == pytest.approx(0.25)
     assert sum(authors.weight(i) for i in range(100)) < 1e-60
-    with pytest.raises(ConfigError, match="kl_cycle"):
+    with pytest.raises(ConfigError, match="cycle: Input should be greater than or equal to 1"):
         KLSchedule("blob", n_train=10, global_batch=1, cycle=0)

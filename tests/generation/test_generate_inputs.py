@@ -8,7 +8,7 @@ import io
 import json
 
 import pytest
-from gen_tiny import bart_tokenizer, llama_tokenizer, tiny_gemma
+from gen_tiny import bart_tokenizer, llama_tokenizer, tiny_gemma, toy_generation_dataset
 from tiny_models import tiny_bart
 
 from blob_lora.cli import main
@@ -25,13 +25,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("generate-inputs")
     rows = [{"id": str(i), "dialogue": f"person1 wants to buy the {o} .", "summary": f"the {o}"}
             for i, o in enumerate(("book", "car", "house", "cat", "dog", "memo"))]  # fmt: skip
-    for split, part in (("train", rows[:4]), ("validation", rows[4:])):
-        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
-    dataset = json.dumps({
-        "paths": {"train": str(root / "train.jsonl"), "validation": str(root / "validation.jsonl")},
-        "source": "dialogue", "target": "summary", "id": "id", "name": "toy",
-        "template": "dialogue : {source} summary :",
-    })  # fmt: skip
+    dataset = toy_generation_dataset(root, rows, 4)
     out = {}
     for name, model, tok in (("bart", tiny_bart(), bart_tokenizer()),
                              ("gemma", tiny_gemma(), llama_tokenizer())):  # fmt: skip

@@ -228,20 +228,14 @@ def test_eval_model_overrides_a_relative_model_path(tmp_path, monkeypatch, capsy
 @pytest.fixture(scope="module")
 def generation_run(tmp_path_factory):
     """A tiny Gemma-3 BLoB run on a tiny source/target JSONL (2 steps)."""
-    from gen_tiny import llama_tokenizer, tiny_gemma
+    from gen_tiny import llama_tokenizer, tiny_gemma, toy_generation_dataset
 
     root = tmp_path_factory.mktemp("gen")
     tiny_gemma().save_pretrained(root / "gemma")
     llama_tokenizer().save_pretrained(root / "gemma")
     rows = [{"id": str(i), "dialogue": f"person1 : hello . person1 wants to buy the book {i}",
              "summary": "person1 wants to buy the book ."} for i in range(10)]  # fmt: skip
-    for split, part in (("train", rows[:6]), ("validation", rows[6:])):
-        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
-    dataset = json.dumps({
-        "paths": {"train": str(root / "train.jsonl"), "validation": str(root / "validation.jsonl")},
-        "source": "dialogue", "target": "summary", "id": "id", "name": "toy",
-        "template": "dialogue : {source} summary :",
-    })  # fmt: skip
+    dataset = toy_generation_dataset(root, rows, 6)
     argv = ["train", "--model", str(root / "gemma"), "--method", "blob", "--output-dir",
             str(root / "run"), "--max-steps", "2", "--set", f"dataset={dataset}", "--set",
             "batch_size=4", "--set", "max_length=32", "--set", "max_new_tokens=4", "--set",

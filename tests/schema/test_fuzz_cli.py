@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fuzzing import TRICKY_TEXT, examples, values
-from gen_tiny import llama_tokenizer, tiny_gemma
+from gen_tiny import llama_tokenizer, tiny_gemma, toy_generation_dataset
 from hypothesis import event, given
 from hypothesis import strategies as st
 from minilm_runs import tiny_run_config
@@ -44,11 +44,9 @@ def workspace(tmp_path_factory):
     """A finished tiny MiniLM run (mle, N=0) and a tiny Gemma generation run."""
     root = tmp_path_factory.mktemp("fuzz-cli")
     Runner(tiny_run_config(root, "mle", method="mle", max_steps=2, eval_samples=[0])).train()
-    rows = [{"d": f"person1 wants the {o} .", "s": f"the {o}"} for o in ("car", "cat", "dog")]
-    (root / "gen.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    dataset = json.dumps({"paths": {"train": str(root / "gen.jsonl"),
-                                    "validation": str(root / "gen.jsonl")},
-                          "source": "d", "target": "s"})  # fmt: skip
+    rows = [{"id": o, "dialogue": f"person1 wants the {o} .", "summary": f"the {o}"}
+            for o in ("car", "cat", "dog")]  # fmt: skip
+    dataset = toy_generation_dataset(root, rows, 2)
     tiny_gemma().save_pretrained(root / "gemma")
     llama_tokenizer().save_pretrained(root / "gemma")
     args = ["train", "--model", str(root / "gemma"), "--method", "mle", "--output-dir",

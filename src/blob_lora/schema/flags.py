@@ -35,26 +35,20 @@ def _base(tp: Any) -> Any:
 
 
 def _converter(tp: Any) -> Any:
+    """Flag text to the field's type (argparse's one-line error when it is not one); the
+    schema then checks the range."""
     kind = _base(tp)
-    if kind is int:
+    if kind not in (int, float):
+        return str
+    words = "a whole number" if kind is int else "a number"
 
-        def to_int(text: str) -> int:
-            try:
-                return int(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    def convert(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {words}") from None
 
-        return to_int
-    if kind is float:
-
-        def to_float(text: str) -> float:
-            try:
-                return float(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-        return to_float
-    return str
+    return convert
 
 
 def _is_list(tp: Any) -> tuple[bool, Any]:
