@@ -187,3 +187,23 @@ def test_tfb_from_a_blob_run_says_the_adapter_is_bayesian(tmp_path, capsys):
     Runner(blob_run).train()
     argv = ["train", "--method", "tfb", "--max-steps", "0", "--set", f"init_from={tmp_path}/blob"]
     refused(capsys, argv, tmp_path, "holds a 'blob' adapter", "start it from an mle or map run")
+
+
+def test_a_local_model_folder_is_stored_absolute_and_an_older_relative_run_resumes(
+    tmp_path, monkeypatch, capsys
+):
+    """A run trained with a relative --model could not be evaluated from another folder;
+    new runs store the folder's absolute path, and a run that stored it as given still
+    resumes with the same command."""
+    from blob_lora.models import SHORT_NAMES
+
+    (tmp_path / "mini").symlink_to(SHORT_NAMES["minilm"].locate(), target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    argv = [*C, "--model", "mini", "--output-dir", "rel"]
+    assert main(argv) == 0
+    saved = tmp_path / "rel" / "run_config.json"
+    config = json.loads(saved.read_text())
+    assert config["model"] == str((tmp_path / "mini").resolve())
+    saved.write_text(json.dumps(config | {"model": "mini"}))  # as runs stored it before
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0, capsys.readouterr().err

@@ -87,13 +87,14 @@ def load_run_config(path: str | None, overrides: list[str] | None = None) -> Run
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value")
         key, value = item.split("=", 1)
+        shown = key.strip() if key.strip().isprintable() else repr(key.strip())
         target = data
         *parents, leaf = key.strip().split(".")
         for parent in parents:
             target = target.setdefault(parent, {})
             if not isinstance(target, dict):
-                raise ConfigError(f"override {item!r}: {parent} is not a section")
+                raise ConfigError(f"override {item!r}: {parent!r} is not a section")
         if not value.strip():
-            raise ConfigError(f"override {item!r} has no value; write {key.strip()}=<value>")
+            raise ConfigError(f"override {item!r} has no value; write {shown}=<value>")
         target[leaf] = parse_value(value, key.strip())
     return RunConfig.from_dict(data)

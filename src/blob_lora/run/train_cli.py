@@ -87,11 +87,19 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
 
 def _store_model_path(cfg: RunConfig) -> None:
     """A local model folder is stored as an absolute path, so the run can be evaluated
-    from any directory."""
+    from any directory (a run that stored the path as given, before this, resumes as it is)."""
     from ..models import SHORT_NAMES
+    from .files import RunDir
 
     path = Path(cfg.model).expanduser()
-    if cfg.model not in SHORT_NAMES and path.is_dir():
+    if cfg.model in SHORT_NAMES or not path.is_dir():
+        return
+    saved = RunDir(Path(cfg.output_dir)).config
+    try:
+        stored = json.loads(saved.read_text()).get("model") if saved.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        stored = None
+    if stored != cfg.model:
         cfg.model = str(path.resolve())
 
 

@@ -30,7 +30,8 @@ def where(prefix: str, loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += ("." if text else "") + str(part)
+            name = str(part)
+            text += ("." if text else "") + (name if name.isprintable() else repr(name))
     return text or "value"
 
 
