@@ -134,5 +134,5 @@ def test_clear_errors():
         sample_outputs(blob, tok, right, 2, 0, 4)
     with pytest.raises(ConfigError, match="BlobModel"):
         sample_outputs(ARCHS["llama"][0](), tok, batch, 2, 0, 4)
-    with pytest.raises(ConfigError, match=">= 1"):
+    with pytest.raises(ConfigError, match="repeats: Input should be greater than or equal to 1"):
         sample_outputs(blob, tok, batch, 0, 0, 4)

@@ -26,6 +26,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..errors import ConfigError
+from ..schema import validate_value
+from ..schema.types import Positive, PositiveFloat, Probability
 
 GENERATE_KEYS = ("input_ids", "attention_mask")
 
@@ -104,8 +106,7 @@ def generate_ids(
     sampling mode (``sequence`` for posterior samples, ``mean`` for N=0). ``chunk_size``
     bounds the sequences per ``generate`` call (None: all in one call); each call draws
     fresh weight samples, so do not chunk inside an outer ``frozen_noise`` context."""
-    if repeats < 1:
-        raise ConfigError(f"the number of samples must be >= 1, got {repeats}")
+    validate_value(Positive, repeats, "repeats")
     inputs = _prompts(model, batch)
     n = inputs["input_ids"].shape[0]
     expanded = {k: v.repeat_interleave(repeats, dim=0) for k, v in inputs.items()}
@@ -225,10 +226,8 @@ def decoding_noise_outputs(
     """S outputs per input from token sampling (temperature / top-p / top-k; ``top_k=0``
     switches top-k off) with fixed weights: the posterior mean of a BlobModel, or a plain
     LoRA/MLE model as it is. The decoding-noise baseline of the study."""
-    if temperature <= 0:
-        raise ConfigError(f"temperature must be > 0 for sampling, got {temperature}")
-    if not 0 < top_p <= 1:
-        raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
+    validate_value(PositiveFloat, temperature, "temperature")
+    validate_value(Probability, top_p, "top_p")
     settings = dict(
         max_new_tokens=max_new_tokens,
         do_sample=True,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 import torch
 
 from ..adapter_model import BlobModel
 from ..errors import ConfigError
+from ..schema import validate_value
 from .kfac import (
     Batch,
     BlockKey,
@@ -230,10 +232,7 @@ def _block_delta(precision: Precision, key: BlockKey) -> float:
 
 
 def check_structure(structure: str) -> None:
-    if structure not in PRIOR_STRUCTURES:
-        raise ConfigError(
-            f"laplace prior_structure {structure!r} is unknown; use one of {PRIOR_STRUCTURES}"
-        )
+    validate_value(Literal[PRIOR_STRUCTURES], structure, "method_options.prior_structure")
 
 
 def _maximize(

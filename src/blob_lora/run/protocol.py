@@ -26,9 +26,10 @@ silently overridden either way.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ConfigError
+from ..schema import validate_value
 
 PROTOCOLS = ("default", "paper")
 
@@ -70,8 +71,7 @@ def section(value: Any, name: str) -> dict[str, Any]:
 def apply_protocol(data: dict[str, Any]) -> dict[str, Any]:
     """The config mapping with its protocol's settings filled in (a copy)."""
     protocol = data.get("protocol", "default")
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol {protocol!r} is unknown; use one of {', '.join(PROTOCOLS)}")
+    protocol = validate_value(Literal[PROTOCOLS], protocol, "protocol")  # it picks presets
     if protocol == "default":
         return data
     out = _merge(dict(data), PAPER_RUN, "")
