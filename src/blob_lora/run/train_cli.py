@@ -47,8 +47,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     rows = describe(RunConfig)
     for key, kind, default, text in rows:
         print(f"{key:<26} {kind:<30} {default!r:<24} {text}")
-    print(f"\nadapter.* defaults of a run: {RunConfig().adapter.to_dict()}")
-    print(f"(AdapterConfig() in Python defaults to {AdapterConfig().to_dict()})")
+    plain = AdapterConfig()
+    print(
+        f"\n(adapter.* defaults above are a run's; AdapterConfig() in Python: r={plain.r}, "
+        f"alpha={plain.alpha:g} on {plain.target_modules})"
+    )
     print("\nprecedence: --config file < flags (--method, --dataset, ...) < --set key=value")
     return 0
 

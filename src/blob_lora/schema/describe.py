@@ -66,14 +66,16 @@ def default_of(f: dataclasses.Field) -> Any:
     return None
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """(key, type, default, help) of every field, nested sections flattened."""
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, Any, str]]:
+    """(key, type, default, help) of every field, nested sections flattened; a section's
+    defaults are those of the instance its owner makes (`defaults`), not its class's."""
     hints = typing.get_type_hints(cls, include_extras=True)
     rows = []
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        default = getattr(defaults, f.name) if defaults is not None else default_of(f)
         if dataclasses.is_dataclass(tp):
-            rows += describe(tp, f"{prefix}{f.name}.")
+            rows += describe(tp, f"{prefix}{f.name}.", defaults=default)
             continue
-        rows.append((prefix + f.name, type_text(tp), default_of(f), f.metadata.get("help", "")))
+        rows.append((prefix + f.name, type_text(tp), default, f.metadata.get("help", "")))
     return rows
