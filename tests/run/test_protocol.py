@@ -35,7 +35,9 @@ def test_the_paper_preset_sets_every_point_and_refuses_conflicts():
     for bad in (*bad_ones, "adam_eps=1e-8"):
         with pytest.raises(ConfigError, match="conflicts with protocol=paper"):
             load_run_config(None, ["protocol=paper", bad])
-    with pytest.raises(ConfigError, match="protocol: Input should be 'default' or 'paper'; got 'theirs'"):
+    with pytest.raises(
+        ConfigError, match="protocol: Input should be 'default' or 'paper'; got 'theirs'"
+    ):
         load_run_config(None, ["protocol=theirs"])
     assert load_run_config(None, []).adapter.sample_mode == "flipout"  # measured the better
 
