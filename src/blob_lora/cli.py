@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # load reports of fresh heads are expected here
+        hf_logging.disable_progress_bar()  # a refusal after loading stays one line on stderr
     try:
         return COMMANDS[args.command](args)
     except BrokenPipeError:  # `blob config | head`: the reader left, nothing is wrong
