@@ -27,6 +27,7 @@ from bench.table_plan import (
     task_settings,
 )
 from bench.table_records import map_is_mle, relabel_mle_as_map
+from bench.table_status import START_MARK
 from blob_lora.atomic import write_text_atomic
 from blob_lora.run.context import no_accelerator
 from blob_lora.run.files import RunDir
@@ -199,6 +200,8 @@ def timed_run(
         return took
 
     with open(log, "a") as fh:
+        fh.write(START_MARK)
+        fh.flush()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
         while True:
             try:

@@ -71,8 +71,16 @@ def _machine_s(run: Run) -> float | None:
     return info["wall_s"] * min(info["threads"], cores) / cores
 
 
+# the line the table's runner writes to a run's log at each start (bench/table_run.py)
+START_MARK = "[paper_table] start\n"
+
+
 def _starts(run: Run) -> int:
-    """How many times the run's process was started: each `blob train` loads the base
-    model once, and transformers logs "Loading weights: 100%" when it has."""
+    """How many times the run's process was started: the runner marks each start in the
+    log; starts from before the mark existed show as transformers' "Loading weights: 100%"
+    (`blob` no longer shows that bar, so no start counts twice)."""
     log = run.out.parent / f"{run.out.name}.log"
-    return log.read_text(errors="replace").count("Loading weights: 100%") if log.is_file() else 0
+    if not log.is_file():
+        return 0
+    text = log.read_text(errors="replace")
+    return text.count(START_MARK) + text.count("Loading weights: 100%")

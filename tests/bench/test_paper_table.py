@@ -444,6 +444,13 @@ def test_cost_table_is_minutes_per_run_over_mle_and_leaves_resumed_runs_out(tier
     log.write_text("Loading weights: 100%|##| 236/236\nstep 1\nLoading weights: 100%|##|\n")
     assert paper_table._starts(run) == 2  # interrupted once, resumed once
     assert paper_table._starts(paper_table.Run("tiny", "rte", "mle", 0)) == 0  # never started
+    # `blob` shows no loading bar now: the runner marks each start itself, and a run begun
+    # before that and resumed after counts both kinds of start once
+    code, _ = table_run.timed_run(
+        [sys.executable, "-c", "print('step 1')"], dict(os.environ), log, run.out / "w.json"
+    )
+    assert code == 0 and log.read_text().count(table_run.START_MARK) == 1
+    assert paper_table._starts(run) == 3
 
     def row(method, seed, minutes, starts=1, dataset="rte"):
         return {
