@@ -504,7 +504,8 @@ def test_timed_run_adds_the_time_of_interrupted_starts(tmp_path, monkeypatch):
         [sys.executable, "-c", "print('done')"], dict(os.environ), log, partial, 0.05
     )
     assert code == 0 and took >= killed and not partial.exists()
-    assert log.read_text().splitlines()[0] == "working" and "done" in log.read_text()
+    lines = log.read_text().splitlines()
+    assert lines[:2] == ["[paper_table] start", "working"] and "done" in log.read_text()
     code, took = paper_table.timed_run(
         [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), log, partial
     )
