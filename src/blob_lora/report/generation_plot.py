@@ -3,17 +3,14 @@ seeds), one panel per dataset. Built on a plain Figure (no pyplot state), writte
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..atomic import atomic_path
 from .generation import GEN_LABELS, method_with_sampler
 from .table import method_label
 
@@ -50,12 +47,3 @@ def generation_figure(rows: list[dict[str, Any]]) -> Figure:
         ax.set_title(f"{dataset}: max over references; N=S: expected over samples")
         ax.legend(fontsize="small", loc="upper right")
     return fig
-
-
-def plot_generation(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """Write the plot as a PNG at `path` (atomically) and return the path."""
-    path = Path(path)
-    fig = generation_figure(rows)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    return path

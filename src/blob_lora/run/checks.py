@@ -139,7 +139,7 @@ def head_adapter_config(model: nn.Module, adapter: Any, head: str) -> Any:
     raise ConfigError(f"head {head!r} is unknown; use train, lora or frozen")
 
 
-def check_positions(cfg: RunConfig, config: Any, kind: str) -> None:
+def check_lengths_fit_model(cfg: RunConfig, config: Any, kind: str) -> None:
     """max_length (and, for generation, the new tokens) within the model's positions,
     before a step is taken: past them a model fails at its first long input."""
     limit = model_positions(config)

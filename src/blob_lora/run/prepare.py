@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..generation.checks import model_positions
 from ..kl_plan import AUTHORS, KLPlan, KLSchedule, init_sigma_mean, plan_authors, plan_budget
 from ..methods import get_method
-from .checks import check_max_length, check_positions, resolve_task_kind
+from .checks import check_lengths_fit_model, check_max_length, resolve_task_kind
 from .config import RunConfig
 from .context import RunContext
 from .files import as_saved, lock_run_dir, plan_dict, write_json
@@ -30,7 +30,7 @@ def prepare(ctx: RunContext, resume: bool) -> bool:
     cfg = ctx.cfg
     ctx.setup = build_setup(cfg)
     hf_config = ctx.setup.model.model.config
-    check_positions(cfg, hf_config, resolve_task_kind(cfg))
+    check_lengths_fit_model(cfg, hf_config, resolve_task_kind(cfg))
     ctx.setup.model.to(ctx.acc.device)  # also for paths that never train (post-hoc)
     if cfg.init_from:  # before anything is written: a bad path leaves no output
         if ctx.setup.method.members > 1:

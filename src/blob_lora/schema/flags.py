@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from typing import Any, Literal, TypeVar
 
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from .describe import type_text
-from .validate import check_keys, one_line
+from .validate import adapter_of, check_keys, one_line
 
 T = TypeVar("T")
 
@@ -28,7 +29,7 @@ def _base(tp: Any) -> Any:
         return _base(args[0])
     if origin is Literal:
         return type(args[0])
-    if origin in (typing.Union, __import__("types").UnionType):
+    if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         return _base(inner[0])
     return tp
@@ -55,7 +56,7 @@ def _is_list(tp: Any) -> tuple[bool, Any]:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Annotated:
         return _is_list(args[0])
-    if origin in (typing.Union, __import__("types").UnionType):
+    if origin in (typing.Union, types.UnionType):
         for a in args:
             found, inner = _is_list(a)
             if found:
@@ -104,7 +105,7 @@ def _literal(tp: Any) -> tuple[Any, ...]:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
         return args
-    if origin in (typing.Union, __import__("types").UnionType):
+    if origin in (typing.Union, types.UnionType):
         for a in args:
             if _literal(a):
                 return _literal(a)
@@ -112,46 +113,24 @@ def _literal(tp: Any) -> tuple[Any, ...]:
 
 
 def read_flags(cls: type[T], args: argparse.Namespace) -> T:
-    """The flags given (None: not given, the field's default) as a checked `cls`."""
-    if cls not in _SETTINGS_SEEN:
-        _SETTINGS_SEEN.append(cls)
+    """The flags given (None: not given, the field's default) as a checked `cls` (a
+    settings dataclass); an error names the flag as the user typed it."""
     names = {f.name for f in dataclasses.fields(cls)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     check_keys(given, "")
     try:
-        return cls(**given) if not _is_settings(cls) else _build(cls, given)
+        return adapter_of(cls).validate_python(given)
     except ValidationError as err:
-        raise ConfigError(_flag_line(err)) from None
+        raise ConfigError(_flag_line(err, cls)) from None
 
 
-def _is_settings(cls: type) -> bool:
-    return hasattr(cls, "__pydantic_fields__")
-
-
-def _build(cls: type[T], given: dict[str, Any]) -> T:
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(cls).validate_python(given)
-
-
-def _flag_or_positional(err: ValidationError, name: str) -> str:
-    """How the user gave `name`: ``--name`` or, for a positional, its own name."""
-    title = getattr(err, "title", "")
-    positional = False
-    for cls in _SETTINGS_SEEN:
-        if cls.__name__ == title:
-            field = getattr(cls, "__dataclass_fields__", {}).get(name)
-            positional = bool(field and field.metadata.get("positional"))
-    return name if positional else flag_name(name)
-
-
-_SETTINGS_SEEN: list[type] = []
-
-
-def _flag_line(err: ValidationError) -> str:
+def _flag_line(err: ValidationError, cls: type) -> str:
+    """pydantic's finding with the field named as given: ``--max-new-tokens``, or a
+    positional's own name."""
     line = one_line(err)
-    first = err.errors(include_url=False)[0]
-    loc = first.get("loc", ())
+    loc = err.errors(include_url=False)[0].get("loc", ())
     if loc and isinstance(loc[0], str):
-        line = line.replace(loc[0], _flag_or_positional(err, loc[0]), 1)
+        field = cls.__dataclass_fields__.get(loc[0])
+        positional = field is not None and field.metadata.get("positional")
+        line = line.replace(loc[0], loc[0] if positional else flag_name(loc[0]), 1)
     return line

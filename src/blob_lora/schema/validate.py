@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 @cache
-def _adapter(cls: type) -> TypeAdapter:
+def adapter_of(cls: Any) -> TypeAdapter:
     return TypeAdapter(cls)
 
 
@@ -107,7 +107,7 @@ def validate(cls: type[T], data: Any, prefix: str = "") -> T:
         )
     check_keys(data, prefix)
     try:
-        return _adapter(cls).validate_python(dict(data))
+        return adapter_of(cls).validate_python(dict(data))
     except ValidationError as err:
         raise ConfigError(one_line(err, prefix, cls)) from None
 
@@ -115,17 +115,9 @@ def validate(cls: type[T], data: Any, prefix: str = "") -> T:
 def validate_value(kind: Any, value: Any, name: str) -> Any:
     """One value against a schema type (a flag's, a method option's)."""
     try:
-        return _adapter(kind).validate_python(value)
+        return adapter_of(kind).validate_python(value)
     except ValidationError as err:
         raise ConfigError(one_line(err, name)) from None
-
-
-def construction_errors(cls: type[T], **values: Any) -> T:
-    """`cls(**values)` with pydantic's error as a ConfigError (direct construction in code)."""
-    try:
-        return cls(**values)
-    except ValidationError as err:
-        raise ConfigError(one_line(err, "", cls)) from None
 
 
 def settings(cls: type[T] | None = None, *, frozen: bool = False) -> Any:
