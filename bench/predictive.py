@@ -7,8 +7,10 @@ against the posterior mean (N=0), all measured in one process.
 
 Modes: `mean` (N=0, one pass), `sequence` and `flipout` (N whole-network weight samples,
 N passes), `head` (one pass: the trunk at its mean, the head adapter's exact Gaussian
-logits; blob and tfb runs with an adapter on the output layer). Every mode sees the same
-examples in the same batches; the per-batch noise seed is the evaluation's own.
+logits; blob and tfb runs with an adapter on the output layer), `linear` (one forward and
+C-1 backward passes: every adapter's noise pushed to the logits to first order). Every
+mode sees the same examples in the same batches; the per-batch noise seed is the
+evaluation's own.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from bench.scoring import machine
 
 OUT = Path(__file__).resolve().parent / "results"
-MODES = ("mean", "sequence", "flipout", "head")
+MODES = ("mean", "sequence", "flipout", "head", "linear")
 
 
 def measure(run_dir: Path, modes: list[str], n: int, limit: int | None = None) -> list[dict]:

@@ -63,6 +63,7 @@ def test_prediction_noise_can_differ_from_the_training_noise():
     assert torch.allclose(draws(), under("flipout"))  # unset: the training noise
     assert blob.adapter_config.sample_mode == "flipout"  # training's is left as it was
     with pytest.raises(
-        ConfigError, match="predict_sample_mode: Input should be 'sequence', 'flipout' or 'head'"
+        ConfigError,
+        match="predict_sample_mode: Input should be 'sequence', 'flipout', 'head' or 'linear'",
     ):
         AdapterConfig(predict_sample_mode="token")

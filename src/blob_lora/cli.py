@@ -139,9 +139,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"--noise needs weight samples, and {run_dir} ({cfg.method}) has none; "
                 "use it on a blob, bbb or tfb run"
             )
-        if flags.noise == "head" and adapter.kind != "blob":
+        if flags.noise in ("head", "linear") and adapter.kind != "blob":
             raise ConfigError(
-                f"--noise head needs a Gaussian A and a point-estimate B (a blob or tfb run); "
+                f"--noise {flags.noise} needs a Gaussian A and a point-estimate B (a blob or "
+                "tfb run); "
                 f"{run_dir} ({cfg.method}) has kind {adapter.kind!r}: use sequence or flipout"
             )
         adapter.predict_sample_mode = flags.noise

@@ -16,9 +16,11 @@ from .schema.types import Positive as PositiveInt
 
 ADAPTER_KINDS = ("lora", "blob", "bbb")
 SAMPLE_MODES = ("sequence", "flipout")
-# prediction only: `head` draws no network at all: the trunk once at its posterior mean,
-# and the head adapter's exact Gaussian over the class logits (predictive.head_predictive)
-PREDICT_MODES = (*SAMPLE_MODES, "head")
+# prediction only, no network drawn: `head`, the trunk once at its posterior mean and the
+# head adapter's exact Gaussian over the class logits (predictive.head_predictive);
+# `linear`, every Bayesian layer's noise pushed to the logits through the Jacobian at the
+# mean (predictive/linearized.py)
+PREDICT_MODES = (*SAMPLE_MODES, "head", "linear")
 # keys added after adapters were saved without them: the value those adapters ran with
 LEGACY_VALUES: dict[str, Any] = {"predict_sample_mode": None}  # the training noise
 STD_PARAMS = ("square", "softplus")
@@ -70,16 +72,18 @@ class AdapterConfig:
             "help": "noise of the N samples: sequence (one weight sample per input, a whole "
             "network per draw; the default, chosen on MRPC dev: experiments/results/"
             "noise_at_test.md), flipout, head (one pass: the trunk at its mean, the head "
-            "adapter's exact Gaussian logits), or null for the training noise (the paper "
-            "preset)"
+            "adapter's exact Gaussian logits), linear (one forward and C-1 backward passes: "
+            "every adapter's noise pushed to the logits to first order), or null for the "
+            "training noise (the paper preset)"
         },
     )
 
     def __post_init__(self) -> None:
-        if self.predict_sample_mode == "head" and self.kind != "blob":
+        if self.predict_sample_mode in ("head", "linear") and self.kind != "blob":
             raise ConfigError(
-                f"predict_sample_mode=head needs a Gaussian A and a point-estimate B (kind "
-                f"blob); this adapter is {self.kind!r}: use sequence or flipout"
+                f"predict_sample_mode={self.predict_sample_mode} needs a Gaussian A and a "
+                f"point-estimate B (kind blob); this adapter is {self.kind!r}: use sequence "
+                "or flipout"
             )
 
     @property

@@ -138,3 +138,22 @@ def test_eval_under_another_noise_redraws_the_samples_and_keeps_the_run(tmp_path
     assert saved["predict_sample_mode"] == "sequence"  # the run itself is not changed
     assert main(["eval", str(mle_run), "--samples", "2", "--noise", "sequence"]) == 2
     assert "--noise needs weight samples" in capsys.readouterr().err
+
+
+def test_eval_with_the_linearized_predictive(tmp_path, capsys):
+    """`blob eval --noise linear`: N=0 as the run scored it, N>0 in one forward and one
+    backward pass per batch with the samples disagreeing; a bbb run is refused."""
+    cfg = _cfg(tmp_path, "blob", method="blob", eval_samples=[0])
+    final = {r["n_samples"]: r for r in Runner(cfg).train()["results"]}
+    assert main(["eval", cfg.output_dir, "--samples", "0", "10", "--noise", "linear"]) == 0
+    rows = {
+        r["n_samples"]: r
+        for r in json.loads((tmp_path / "blob" / "results-eval-linear.json").read_text())
+    }
+    for key in ("acc", "ece", "nll"):
+        assert rows[0][key] == pytest.approx(final[0][key], abs=1e-6)
+    assert rows[10]["mean_mi"] > 0
+    bbb = _cfg(tmp_path, "bbb", method="bbb", eval_samples=[0], max_steps=1)
+    Runner(bbb).train()
+    assert main(["eval", bbb.output_dir, "--samples", "2", "--noise", "linear"]) == 2
+    assert "--noise linear needs a Gaussian A and a point-estimate B" in capsys.readouterr().err

@@ -171,7 +171,8 @@ class BLoBLayer(AdapterLayer):
         rows_idx = torch.arange(self.out_features, device=x.device) if rows is None else rows
         x64 = x.double()
         with torch.autocast(device_type=x.device.type, enabled=False):  # exact, not bf16
-            base = base_rows(self.base, x.float(), rows_idx).double()
+            exact = torch.promote_types(x.dtype, torch.float32)  # float64 stays float64
+            base = base_rows(self.base, x.to(exact), rows_idx).double()
         b = self.lora_B[rows_idx].double() * self.scaling  # (C, r)
         mean = base + F.linear(F.linear(x64, self.lora_A.double()), b)
         var = F.linear(x64**2, self.std_A.double() ** 2)  # (..., r): Var[(A x)_k]

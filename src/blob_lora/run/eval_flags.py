@@ -64,7 +64,9 @@ class EvalFlags:
             "help": "the noise of the N samples for this evaluation (weight-sampling runs: "
             "blob, bbb, tfb): flipout, sequence (one weight sample per input), or head (one "
             "pass: the trunk at its mean and the head adapter's exact Gaussian logits, blob "
-            "and tfb runs with an adapter on the output layer); default: the run's"
+            "and tfb runs with an adapter on the output layer), or linear (one forward and "
+            "C-1 backward passes: every adapter's noise pushed to the logits to first order, "
+            "blob and tfb runs); default: the run's"
         },
     )
     overwrite: Bool = field(

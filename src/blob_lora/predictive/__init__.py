@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from .adapter_model import BlobModel
-from .config import AdapterConfig
+from ..adapter_model import BlobModel
+from ..config import AdapterConfig
+from .linearized import LINEAR, linearized_gaussian
 
 COMBINES = ("probs", "logits")
 HEAD = "head"  # the closed-form head prediction mode (config.PREDICT_MODES)
@@ -61,10 +62,10 @@ def weight_draws(model: BlobModel, n_samples: int, sample_mode: str | None = Non
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
     cfg = model.adapter_config
     mode = "mean" if n_samples == 0 else sample_mode or predict_noise(cfg)
-    if mode == HEAD:
+    if mode in (HEAD, LINEAR):
         raise ValueError(
-            "predict_sample_mode=head predicts class logits in one pass and draws no weights "
-            "(generation samples whole networks: use sequence)"
+            f"predict_sample_mode={mode} predicts class logits in closed form and draws no "
+            "weights (generation samples whole networks: use sequence)"
         )
     with model.sampling(mode):
         yield from range(max(n_samples, 1))
@@ -117,8 +118,11 @@ def predictive_probs(
     """
     if n_samples < 0:  # before the generator starts: the error belongs to the caller
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-    if n_samples and (sample_mode or predict_noise(model.adapter_config)) == HEAD:
+    mode = sample_mode or predict_noise(model.adapter_config)
+    if n_samples and mode == HEAD:
         probs, each = head_predictive(model, class_logits)
+    elif n_samples and mode == LINEAR:
+        probs, each = linearized_predictive(model, class_logits)
     else:
         probs, each = average_draws(class_logits, weight_draws(model, n_samples, sample_mode))
     return (probs, each) if return_samples else probs
@@ -127,7 +131,7 @@ def predictive_probs(
 def head_layer(model: BlobModel) -> nn.Module:
     """The adapter on the model's output layer (a causal LM's lm_head, a classifier's
     `classifier` / `score`): the last Bayesian layer, linear in its A."""
-    from .tasks.lm_scoring import unwrap_lm
+    from ..tasks.lm_scoring import unwrap_lm
 
     inner = unwrap_lm(model.model)
     candidates = [
@@ -180,4 +184,18 @@ def head_predictive(
     mean = torch.where(finite, mean, logits)  # absent choices stay -inf
     cov = cov * (finite[..., :, None] & finite[..., None, :])
     each = gaussian_softmax_draws(mean, cov, draws)  # one Cholesky and one set of draws
+    return each.mean(0).float(), each[:kept_draws].float()
+
+
+def linearized_predictive(
+    model: BlobModel,
+    class_logits: Callable[[], torch.Tensor],
+    draws: int = HEAD_DRAWS,
+    kept_draws: int = HEAD_KEPT,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs (B, C), per-draw probs (kept_draws, B, C)) from one forward and C - 1 backward
+    passes: the class logits' Gaussian under the linearized posterior of every Bayesian
+    layer (predictive/linearized.py), averaged through the softmax by `draws` draws of C logits."""
+    mean, cov = linearized_gaussian(model, class_logits)
+    each = gaussian_softmax_draws(mean, cov, draws)
     return each.mean(0).float(), each[:kept_draws].float()
