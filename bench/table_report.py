@@ -240,6 +240,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                     [f"auroc_{s}" for s in SCORES],
                 )
         md += _cost_lines(mine, list(spec["tasks"]))
+        md += _inference_lines(tier, list(spec["tasks"]))
         md += [
             "",
             f"Machine time of the finished runs of this tier: {wall:.2f} h of the whole "
@@ -509,6 +510,42 @@ def _cost_lines(mine: list[dict], tasks: list[str]) -> list[str]:
             cells.append(f"{minutes:.1f}{ratio}")
         if any(c != "–" for c in cells):
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _inference_lines(tier: str, tasks: list[str]) -> list[str]:
+    """Prediction time per example and peak memory of every method at each N it is scored
+    at (and BLoB's one-pass modes), as ratios to MLE N=0: bench/inference_cost.py's
+    measurements, made on the tier's own runs in one invocation."""
+    path = RESULTS / "inference_cost.json"
+    if not path.is_file():
+        return []
+    measured = json.loads(path.read_text())
+    per_task = measured["tiers"].get(tier, {})
+    columns = [t for t in tasks if per_task.get(t)]
+    if not columns:
+        return []
+    names = [name for t in columns for name in per_task[t]]
+    lines = [
+        "",
+        "### Prediction cost: time per example and peak memory (ratio to MLE N=0)",
+        "",
+        f"{measured['machine']}: {measured['rows']} rows of each method's run, each "
+        "(method, N) in a fresh process (bench/results/inference_cost.md). Cells: time x / "
+        "memory x; memory is the process's peak (model included) while it predicts.",
+        "",
+        "| method | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for name in dict.fromkeys(names):
+        cells = []
+        for task in columns:
+            cell = per_task[task].get(name)
+            if cell is None or cell.get("time_x") is None:
+                cells.append("–")
+            else:
+                cells.append(f"{cell['time_x']:.2f}x / {cell['memory_x']:.2f}x")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -223,11 +223,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from .methods import METHODS
+    from .methods.measured import costs_note, measured_costs
 
     width = max(len(name) for name in METHODS)
+    measured = measured_costs()
     for method in METHODS.values():
         samples = ", ".join(map(str, method.default_eval_samples))
         print(f"{method.name:<{width}} N={samples:<6} {method.cost}")
+        for line in measured.get(method.name, []):
+            print(f"{'':<{width}}   measured: {line}")
+    if measured:
+        print(f"\n(measured: {costs_note()})")
     return 0
 
 
