@@ -532,7 +532,9 @@ def _inference_lines(tier: str, tasks: list[str]) -> list[str]:
         "",
         f"{measured['machine']}: {measured['rows']} rows of each method's run, each "
         "(method, N) in a fresh process (bench/results/inference_cost.md). Cells: time x / "
-        "memory x; memory is the process's peak (model included) while it predicts.",
+        "memory x; memory is the process's peak (model included) while it predicts. "
+        "Marked *: measured on a short stand-in run of the tier's own command for a method "
+        "the table has not run yet (cost does not depend on the training length).",
         "",
         "| method | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
@@ -544,7 +546,8 @@ def _inference_lines(tier: str, tasks: list[str]) -> list[str]:
             if cell is None or cell.get("time_x") is None:
                 cells.append("–")
             else:
-                cells.append(f"{cell['time_x']:.2f}x / {cell['memory_x']:.2f}x")
+                star = "*" if cell.get("stand_in_steps") else ""
+                cells.append(f"{cell['time_x']:.2f}x / {cell['memory_x']:.2f}x{star}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 

@@ -38,6 +38,7 @@ def test_every_method_of_a_tier_is_measured_against_mle_n0(tmp_path, monkeypatch
         out = tmp_path / "runs" / "tiny" / "rte" / f"{method}-s0"
         Runner(RunConfig.from_dict(base | {"method": method, "output_dir": str(out)})).train()
     cells = inference_cost.measure_tier("tiny", rows=6, threads=1)["rte"]
+    assert "mcd (N=10)" not in cells  # no run of it and no stand-in asked for
     mle, blob10 = cells["mle"], cells["blob (N=10)"]
     assert mle["time_x"] == 1.0 and mle["memory_x"] == 1.0
     assert mle["rows"] == 6 and mle["peak_mb"] > 100  # a process holding torch and a model
@@ -66,3 +67,29 @@ def test_every_method_of_a_tier_is_measured_against_mle_n0(tmp_path, monkeypatch
     assert "measured: rte (minilm) mle: 1.00x time, 1.00x memory" in out
     assert "measured: rte (minilm) blob (N=10), linear: " in out
     assert "measured per prediction against MLE N=0 on here" in out
+
+
+def test_a_method_the_table_has_not_run_gets_a_short_stand_in(tmp_path, monkeypatch):
+    tier = tmp_path / "tier.yaml"
+    tier.write_text(
+        "model_label: Tiny\nsettings: {model: minilm, max_steps: 50, batch_size: 4, "
+        "max_length: 48, calib_fraction: 0.2, adapter: {r: 2}}\ntasks:\n  rte: {dataset: rte}\n"
+    )
+    monkeypatch.setattr(table_plan, "TIERS", {"tiny": tier})
+    monkeypatch.setattr(table_plan, "RUNS", tmp_path / "runs")
+    mle = table_plan.Run("tiny", "rte", "mle", 0)
+    argv = table_plan.command(mle)[1:]
+    argv[argv.index("max_steps=50")] = "max_steps=2"
+    assert main([*argv, "--set", "train_limit=16", "--set", "eval_limit=4"]) == 0
+    mcd = inference_cost.stand_in("tiny", "rte", "mcd", steps=1, rows=5)
+    ts = inference_cost.stand_in("tiny", "rte", "ts", steps=1, rows=5)
+    assert mcd == tmp_path / "inference-cost" / "tiny" / "rte" / "mcd"  # beside the table
+    saved = json.loads((mcd / "run_config.json").read_text())
+    assert (saved["method"], saved["max_steps"], saved["train_limit"]) == ("mcd", 1, 64)
+    assert saved["adapter"]["r"] == 2 and saved["eval_limit"] == 5  # the tier's own settings
+    fitted = json.loads((ts / "run_config.json").read_text())
+    assert fitted["max_steps"] == 0 and fitted["init_from"] == str(mle.out)  # a fit, not training
+    # a finished stand-in is reused, not trained again
+    stamp = (mcd / "run_config.json").stat().st_mtime_ns
+    assert inference_cost.stand_in("tiny", "rte", "mcd", steps=1, rows=5) == mcd
+    assert (mcd / "run_config.json").stat().st_mtime_ns == stamp
