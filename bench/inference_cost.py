@@ -178,7 +178,7 @@ def measure_tier(
                 print(f"{tier}/{task} {label(item)}: failed: {tail[0]}", file=sys.stderr)
                 continue
             cell = json.loads(done.stdout.strip().splitlines()[-1])
-            cell |= {"run": str(run.relative_to(table_plan.RUNS)), "n_samples": item["n"]}
+            cell |= {"run": str(run.relative_to(table_plan.RUNS.parent)), "n_samples": item["n"]}
             cell |= {"relabelled": True} if item.get("relabelled") else {}
             if item.get("stand_in_steps"):
                 cell["stand_in_steps"] = item["stand_in_steps"]

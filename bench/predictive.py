@@ -4,6 +4,9 @@ against the posterior mean (N=0), all measured in one process.
 
     .venv/bin/python -m bench.predictive RUN [RUN ...] [--n 10] [--modes mean sequence head]
         # -> bench/results/predictive.{json,md}
+    .venv/bin/python -m bench.predictive RUN [RUN ...] --shares 24
+        # -> bench/results/predictive_shares.json: each adapter's share of the linearized
+        #    variance of the class contrasts (where the samples' disagreement comes from)
 
 Modes: `mean` (N=0, one pass), `sequence` and `flipout` (N whole-network weight samples,
 N passes), `head` (one pass: the trunk at its mean, the head adapter's exact Gaussian
@@ -72,6 +75,34 @@ def measure(run_dir: Path, modes: list[str], n: int, limit: int | None = None) -
     return rows
 
 
+def layer_shares(run_dir: Path, rows: int) -> dict[str, float]:
+    """Each adapter's share of the linearized variance of the class contrasts, summed over
+    `rows` rows of the run's evaluation set: where the samples' disagreement comes from."""
+    from blob_lora.predictive.linearized import variance_by_layer
+    from blob_lora.run.config import RunConfig
+    from blob_lora.run.evaluate import eval_set
+    from blob_lora.run.runner import Runner
+
+    cfg = RunConfig.from_saved(json.loads((run_dir / "run_config.json").read_text()))
+    cfg.output_dir, cfg.eval_limit = str(run_dir), rows
+    runner = Runner(cfg)
+    runner.load_finished()
+    setup, examples = runner.setup, eval_set(runner.ctx, cfg.dataset)
+    totals: dict[str, float] = {}
+    for start in range(0, len(examples), cfg.eval_batch_size):
+        batch = runner.ctx.to_device(
+            setup.task.collate(examples[start : start + cfg.eval_batch_size])
+        )
+        with runner.ctx.autocast():
+            parts = variance_by_layer(
+                setup.model, lambda b=batch: setup.task.class_logits(setup.model.model, b)
+            )
+        for name, part in parts.items():
+            totals[name] = totals.get(name, 0.0) + float(part.sum())
+    whole = sum(totals.values())
+    return {name: value / whole for name, value in totals.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="finished blob / tfb run folders")
@@ -80,8 +111,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only K examples of each run's evaluation set")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--shares",
+        type=int,
+        metavar="K",
+        help="instead: each adapter's share of the linearized logit variance on K rows",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.shares:
+        shares = {str(run): layer_shares(run, args.shares) for run in args.runs}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "predictive_shares.json").write_text(json.dumps(shares, indent=1) + "\n")
+        for run, parts in shares.items():
+            print(run)
+            for name, share in parts.items():
+                print(f"  {name:<50} {share:.3f}")
+        return 0
     rows = [row for run in args.runs for row in measure(run, args.modes, args.n, args.limit)]
     where = f"{machine()}, {args.threads} thread(s), {date.today()}"
     args.out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,11 @@ from tiny_models import randomize_adapters, tiny_bert, tiny_llama
 from blob_lora import ConfigError, get_blob_model
 from blob_lora.config import AdapterConfig
 from blob_lora.predictive import head_layer, predictive_probs, weight_draws
-from blob_lora.predictive.linearized import bayesian_layers, linearized_gaussian
+from blob_lora.predictive.linearized import (
+    bayesian_layers,
+    linearized_gaussian,
+    variance_by_layer,
+)
 from blob_lora.tasks.lm_scoring import last_position_logits
 
 ROWS = torch.tensor([10, 20, 30, 40])
@@ -36,13 +40,13 @@ def _contrasts(logits):
     return logits[:, 1:] - logits[:, :1]
 
 
-def _finite_difference_covariance(blob, logits, step=1e-2):
+def _finite_difference_covariance(blob, logits, step=1e-2, layers=None):
     """J diag(Omega^2) J^T per example, J the contrasts' derivative in every entry of every
     A by the 4-point stencil: the rotary embedding runs in float32 even in a float64 model,
     so a small step drowns in rounding, and this stencil's error is of order step^4."""
     expected = None
     with torch.no_grad(), blob.sampling("mean"):
-        for layer in bayesian_layers(blob):
+        for layer in layers or bayesian_layers(blob):
             flat_a, flat_std = layer.lora_A.view(-1), layer.std_A.reshape(-1)
             for p in range(flat_a.numel()):
                 keep = flat_a[p].item()
@@ -72,6 +76,20 @@ def test_covariance_matches_finite_differences_of_the_logits():
     expected = _finite_difference_covariance(blob, logits)
     torch.testing.assert_close(cov[:, 1:, 1:], expected, rtol=1e-3, atol=1e-6)
     assert float(expected.diagonal(dim1=1, dim2=2).min()) > 1e-3  # the noise reaches them
+    # each layer's part: they sum to the variance, and one layer's part is what finite
+    # differences in that layer's A alone give
+    parts = variance_by_layer(blob, logits)
+    assert set(parts) == set(blob.adapters())
+    total = sum(parts.values())
+    torch.testing.assert_close(total, cov[:, 1:, 1:].diagonal(dim1=1, dim2=2))
+    layer = blob.adapters()["model.layers.1.self_attn.q_proj"]
+    alone = _finite_difference_covariance(blob, logits, layers=[layer])
+    torch.testing.assert_close(
+        parts["model.layers.1.self_attn.q_proj"],
+        alone.diagonal(dim1=1, dim2=2),
+        rtol=1e-3,
+        atol=1e-6,
+    )
 
 
 def test_small_noise_matches_sampling_one_weight_draw_per_example():

@@ -44,7 +44,7 @@ def test_every_method_of_a_tier_is_measured_against_mle_n0(tmp_path, monkeypatch
     assert mle["rows"] == 6 and mle["peak_mb"] > 100  # a process holding torch and a model
     assert {"blob (N=0)", "blob (N=10), linear", "blob (N=10), head"} <= set(cells)
     assert "map" in cells and cells["map"]["relabelled"]  # MLE's run, relabelled
-    assert blob10["run"] == "tiny/rte/blob-s0" and blob10["n_samples"] == 10
+    assert blob10["run"] == "runs/tiny/rte/blob-s0" and blob10["n_samples"] == 10
     assert all(c["time_x"] > 0 and c["memory_x"] > 0 for c in cells.values())
     # the report shows a row per measured label, as time x / memory x
     results = tmp_path / "results"

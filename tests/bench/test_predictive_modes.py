@@ -24,3 +24,8 @@ def test_every_mode_is_measured_against_n0_on_the_same_examples(tmp_path):
     # the head mode is one pass; its MI comes from the head's Gaussian alone
     assert by_mode["head"]["mean_mi"] >= 0.0 and by_mode["sequence"]["mean_mi"] > 0.0
     assert "| head |" in (out / "predictive.md").read_text()
+    # where the variance comes from: every adapter's share, summing to one
+    assert predictive.main([str(tmp_path / "blob"), "--shares", "6", "--out", str(out)]) == 0
+    shares = json.loads((out / "predictive_shares.json").read_text())[str(tmp_path / "blob")]
+    assert "classifier" in shares and any("query" in name for name in shares)
+    assert sum(shares.values()) == pytest.approx(1.0) and min(shares.values()) >= 0

@@ -53,6 +53,40 @@ def linearized_gaussian(
     mean, and the covariance of the logits relative to the first class's under the
     linearized posterior (one coherent A per example, as the `sequence` mode draws).
     Absent choices (-inf logits) get no variance; every example needs its first class."""
+    logits, _, weighted = _linearize(model, class_logits)
+    batch, classes = logits.shape
+    cov = torch.zeros(batch, classes, classes, dtype=torch.float64, device=logits.device)
+    for k, wk in enumerate(weighted, start=1):
+        for j, wj in enumerate(weighted, start=1):
+            if j < k:
+                continue
+            value = sum((a * b).sum(-1) for a, b in zip(wk, wj, strict=True))
+            cov[:, k, j] = value
+            cov[:, j, k] = value
+    absent = ~torch.isfinite(logits)
+    cov = cov.masked_fill(absent[:, :, None] | absent[:, None, :], 0.0)
+    return logits, cov
+
+
+def variance_by_layer(
+    model: BlobModel, class_logits: Callable[[], torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """{adapter name: (B, C-1)}: each layer's part of every contrast's linearized variance
+    (the parts sum to the covariance's diagonal): where the predictions' uncertainty comes
+    from, and so which layers a cheaper predictive could not leave out."""
+    _, layers, weighted = _linearize(model, class_logits)
+    names = {id(layer): name for name, layer in model.adapters().items()}
+    return {
+        names[id(layer)]: torch.stack([(w[i] ** 2).sum(-1) for w in weighted], dim=-1)
+        for i, layer in enumerate(layers)
+    }
+
+
+def _linearize(
+    model: BlobModel, class_logits: Callable[[], torch.Tensor]
+) -> tuple[torch.Tensor, list[BLoBLayer], list[list[torch.Tensor]]]:
+    """(logits at the mean (B, C) float64, the Bayesian layers, per contrast k = 1..C-1
+    per layer each example's gradient of f_k - f_0 in A times Omega (B, r * in))."""
     layers = bayesian_layers(model)
     calls: list[Call] = []
     observers = []
@@ -69,40 +103,30 @@ def linearized_gaussian(
             layer.lora_A.requires_grad_(True)
         with torch.enable_grad(), model.sampling("mean"):
             logits = class_logits()
-            mean, cov = _contrast_covariance(logits, layers, calls)
+            weighted = _contrast_gradients(logits, layers, calls)
     finally:
         for layer, observe, flag in zip(layers, observers, grad_flags, strict=True):
             layer.delta_observers.remove(observe)
             layer.lora_A.requires_grad_(flag)
-    return mean, cov
+    return logits.detach().double(), layers, weighted
 
 
-def _contrast_covariance(
+def _contrast_gradients(
     logits: torch.Tensor, layers: list[BLoBLayer], calls: list[Call]
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> list[list[torch.Tensor]]:
     finite = torch.isfinite(logits)
     if not bool(finite[:, 0].all()):
         raise ValueError("predict_sample_mode=linear needs every example's first class")
     batch, classes = logits.shape
     outs = [out for _, _, _, out in calls]
-    weighted: list[list[torch.Tensor]] = []  # per contrast: per layer (B, r * in)
+    weighted = []
     for k in range(1, classes):
         contrast = torch.where(finite[:, k], logits[:, k] - logits[:, 0], 0.0)
         grads = torch.autograd.grad(
             contrast.sum(), outs, retain_graph=k < classes - 1, allow_unused=True
         )
         weighted.append(_weighted_gradients(layers, calls, grads, batch))
-    cov = torch.zeros(batch, classes, classes, dtype=torch.float64, device=logits.device)
-    for k, wk in enumerate(weighted, start=1):
-        for j, wj in enumerate(weighted, start=1):
-            if j < k:
-                continue
-            value = sum((a * b).sum(-1) for a, b in zip(wk, wj, strict=True))
-            cov[:, k, j] = value
-            cov[:, j, k] = value
-    absent = ~finite
-    cov = cov.masked_fill(absent[:, :, None] | absent[:, None, :], 0.0)
-    return logits.detach().double(), cov
+    return weighted
 
 
 def _weighted_gradients(
