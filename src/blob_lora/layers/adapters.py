@@ -16,6 +16,7 @@ from torch import nn
 
 from ..config import AdapterConfig
 from .base_ops import base_rows, linear_shape
+from .flipout import flipout_noise
 from .kl import gaussian_kl
 from .sampling import NoiseState
 
@@ -151,9 +152,9 @@ class BLoBLayer(AdapterLayer):
             return torch.bmm(xb, a.transpose(1, 2)).reshape(*lead, self.r)
         if mode == "flipout":
             e = self.std_A * self.noise.draw("A", tuple(self.lora_A.shape), self.lora_A)
-            sign_in = self.noise.signs(tuple(x.shape), x)
-            sign_r = self.noise.signs((*x.shape[:-1], self.r), x)
-            return F.linear(x, self.lora_A) + F.linear(x * sign_in, e) * sign_r
+            flips_in = self.noise.flips(tuple(x.shape), x)
+            flips_r = self.noise.flips((*x.shape[:-1], self.r), x)
+            return F.linear(x, self.lora_A) + flipout_noise(x, e, flips_in, flips_r)
         raise ValueError(f"unknown sampling mode {mode!r}")
 
     def kl(self) -> torch.Tensor:
@@ -216,9 +217,9 @@ class BBBLayer(BLoBLayer):
         if mode == "flipout":
             eps = self.noise.draw("B", tuple(self.lora_B.shape), self.lora_B)
             e = std * (eps if rows is None else eps[rows])
-            sign_in = self.noise.signs(tuple(h.shape), h)
-            sign_out = self.noise.signs((*h.shape[:-1], mean.shape[0]), h)
-            return F.linear(h, mean) + F.linear(h * sign_in, e) * sign_out
+            flips_in = self.noise.flips(tuple(h.shape), h)
+            flips_out = self.noise.flips((*h.shape[:-1], mean.shape[0]), h)
+            return F.linear(h, mean) + flipout_noise(h, e, flips_in, flips_out)
         raise ValueError(f"unknown sampling mode {mode!r}")
 
     def kl(self) -> torch.Tensor:
