@@ -1,4 +1,8 @@
-from blob_lora.run.demo import demo_config, reading
+import json
+import subprocess
+import sys
+
+from blob_lora.run.demo import demo_config, last_step, progress_line, reading, watch
 
 
 def _rows(mle_acc=80.0, ratio=0.8, sigma=0.03, n0_nll=0.46, n10_nll=0.45):
@@ -35,3 +39,25 @@ def test_the_demo_runs_mle_and_blob_with_the_same_settings(tmp_path):
         k: v for k, v in blob.to_dict().items() if k not in ("method", "output_dir", "eval_samples")
     }
     assert blob.eval_samples == [0, 10] and blob.kl_plan == "budget"
+
+
+def test_progress_shows_where_each_run_is(tmp_path, capsys):
+    mle, blob = (demo_config(m, tmp_path, "mrpc", 600, 0) for m in ("mle", "blob"))
+    assert progress_line([mle, blob], 5) == "MLE 0/600 steps | BLoB 0/600 steps | 0:05"
+    (tmp_path / "mle").mkdir()
+    (tmp_path / "blob").mkdir()
+    lines = [json.dumps({"step": k, "nll": 0.5}) for k in (1, 2, 240)]
+    (tmp_path / "mle" / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "blob" / "metrics.jsonl").write_text(json.dumps({"step": 600}) + '\n{"st')
+    assert last_step(tmp_path / "mle") == 240 and last_step(tmp_path / "blob") == 600
+    assert progress_line([mle, blob], 112) == "MLE 240/600 steps | BLoB evaluating | 1:52"
+    # while the runs go on, not on a terminal: a line every 30 s (and none before)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    watch([proc], [mle, blob], every=0.05)
+    assert proc.returncode == 0 and capsys.readouterr().out == ""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    watch([proc], [mle, blob], every=0.05, log_every=0.1)
+    shown = capsys.readouterr().out.splitlines()
+    assert shown and all(
+        line.startswith("MLE 240/600 steps | BLoB evaluating | 0:0") for line in shown
+    )

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ def run_demo(
         shutil.rmtree(cfg.output_dir, ignore_errors=True)  # a demo reruns from scratch
     print(f"training MLE and BLoB side by side ({steps} steps each); logs in {out}/*.log")
     running = [_launch(cfg, out) for cfg in configs]
+    watch([proc for proc, _ in running], configs)
     failed = [log for proc, log in running if proc.wait() != 0]
     if failed:
         tail = failed[0].read_text().strip().splitlines()[-1:]
@@ -94,6 +96,54 @@ def run_demo(
         f"\nreliability diagrams: {out}/*/plots/; BLoB's sigma over steps: {out}/blob/plots/sigma.png"
     )
     return table
+
+
+def last_step(run_dir: Path) -> int:
+    """The last training step a run has logged (0 before its first)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    lines = path.read_bytes().splitlines()
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError):  # a line being written
+            continue
+    return 0
+
+
+def progress_line(configs: list[RunConfig], elapsed: float) -> str:
+    """'MLE 240/600 steps | BLoB 236/600 steps | 1:52': where both runs are."""
+    parts = []
+    for cfg in configs:
+        step = last_step(Path(cfg.output_dir))
+        where = "evaluating" if step >= cfg.max_steps else f"{step}/{cfg.max_steps} steps"
+        parts.append(f"{cfg.method.upper() if cfg.method == 'mle' else 'BLoB'} {where}")
+    minutes, seconds = divmod(int(elapsed), 60)
+    return " | ".join(parts) + f" | {minutes}:{seconds:02d}"
+
+
+def watch(
+    procs: list[subprocess.Popen],
+    configs: list[RunConfig],
+    every: float = 2.0,
+    log_every: float = 30.0,
+) -> None:
+    """Show both runs' progress until they end: one line redrawn on a terminal, a line
+    every `log_every` seconds otherwise (a log, CI)."""
+    start = time.monotonic()
+    tty = sys.stdout.isatty()
+    shown = 0.0
+    while any(proc.poll() is None for proc in procs):
+        elapsed = time.monotonic() - start
+        if tty:
+            print("\r" + progress_line(configs, elapsed), end="", flush=True)
+        elif elapsed - shown >= log_every:
+            print(progress_line(configs, elapsed), flush=True)
+            shown = elapsed
+        time.sleep(every)
+    if tty:
+        print("\r" + progress_line(configs, time.monotonic() - start), flush=True)
 
 
 def reading(rows: list[dict[str, Any]]) -> list[str]:
