@@ -22,6 +22,8 @@ does not depend on how long the adapter trained, and the table marks these cells
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import subprocess
@@ -46,10 +48,19 @@ STAND_IN_ROWS = 64  # training rows of a stand-in run (a post-hoc fit's rows too
 
 
 def reset_peak() -> None:
+    """Start the peak from what is live now: on a GPU torch's own count; on Linux the
+    freed heap is first handed back (glibc's malloc_trim), so that what loading or a
+    post-hoc fit freed does not count as the prediction's, then the peak resident set is
+    reset ("5" to /proc/self/clear_refs)."""
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    else:  # Linux: "5" resets the peak resident set (proc(5), clear_refs)
-        Path("/proc/self/clear_refs").write_text("5")
+        return
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc: the peak may include freed heap
+        pass
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def peak_mb() -> float:
