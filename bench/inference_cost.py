@@ -125,7 +125,8 @@ def stand_in(
         "train_limit": str(STAND_IN_ROWS),
         "eval_limit": str(rows),
         "eval_datasets": "[]",
-        "eval_samples": "[0]",
+        # the method's own N: a post-hoc fit per N (blob-ts's temperature) needs them
+        "eval_samples": json.dumps(eval_samples(method)),
         "save_every": "0",
         "eval_every": "0",
         # a KL plan whose cycle fits the stand-in's few steps (what a prediction costs does
@@ -242,15 +243,18 @@ def markdown(result: dict) -> str:
                 "",
                 f"## {tier}, {task}",
                 "",
-                "| method | s / example | time x MLE N=0 | peak MB | memory x MLE N=0 |",
-                "|---|---:|---:|---:|---:|",
+                "| method | s / example | time x MLE N=0 | peak MB | memory x MLE N=0 | run |",
+                "|---|---:|---:|---:|---:|---|",
             ]
             for name, c in cells.items():
                 time_x = f"{c['time_x']:.2f}x" if c["time_x"] else "–"
                 mem_x = f"{c['memory_x']:.2f}x" if c["memory_x"] else "–"
+                run = c["run"]
+                if c.get("stand_in_steps"):
+                    run += f" (stand-in, {c['stand_in_steps']} steps)"
                 lines.append(
                     f"| {name} | {c['s_per_example']:.4f} | {time_x} | "
-                    f"{c['peak_mb']:.0f} | {mem_x} |"
+                    f"{c['peak_mb']:.0f} | {mem_x} | {run} |"
                 )
     return "\n".join(lines) + "\n"
 
