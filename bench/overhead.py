@@ -6,6 +6,8 @@ Variants (same rank, alpha, targets, batch and trained head):
     ours-lora      blob_lora.get_blob_model(kind="lora")
     blob-sequence  kind="blob", one A sample per example (bmm)
     blob-flipout   kind="blob", the authors' per-token sign scheme
+    blob-flipout-before  the same, as it was computed before 2026-12-06 (float signs,
+                   autograd keeping s_in and x * s_in)
     bbb-sequence   kind="bbb" (A and B random), one sample per example
 
 A training step is: zero_grad, forward, loss (+ pi * KL from ``model.kl()`` for Bayesian
@@ -53,6 +55,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -61,7 +64,14 @@ KL_WEIGHT = 1e-3  # pi_i: any constant; only the cost of computing the KL matter
 MEM_STEPS = 2  # step 1 allocates the AdamW state, step 2 runs with it: the steady peak
 
 PRECISION = {"bf16": False}  # --precision bf16: every step under bf16 autocast
-VARIANTS = ("peft-lora", "ours-lora", "blob-sequence", "blob-flipout", "bbb-sequence")
+VARIANTS = (
+    "peft-lora",
+    "ours-lora",
+    "blob-sequence",
+    "blob-flipout",
+    "blob-flipout-before",
+    "bbb-sequence",
+)
 REFERENCE = "peft-lora"
 
 
@@ -181,6 +191,7 @@ def build_variant(variant: str, base: nn.Module, setting: Setting) -> tuple[nn.M
     kind, _, mode = variant.partition("-")
     if kind == "ours":
         kind, mode = "lora", "sequence"
+    before = mode == "flipout-before"
     model = get_blob_model(
         base,
         kind=kind,
@@ -188,9 +199,30 @@ def build_variant(variant: str, base: nn.Module, setting: Setting) -> tuple[nn.M
         alpha=setting.alpha,
         target_modules=targets,
         modules_to_save=to_save,
-        sample_mode=mode,
+        sample_mode="flipout" if before else mode,
     )
+    if before:
+        for layer in model.adapters().values():
+            layer.low_rank = _flipout_as_before(layer)
     return model, kind != "lora"
+
+
+def _flipout_as_before(layer: nn.Module):
+    """BLoB's flipout path as it was before 2026-12-06 (float signs from bernoulli_,
+    autograd on the plain expression, keeping s_in and x * s_in): the `before` of the
+    memory-light flipout, measured in the same run."""
+    plain = layer.low_rank
+
+    def low_rank(x: torch.Tensor, mode: str) -> torch.Tensor:
+        if mode != "flipout":
+            return plain(x, mode)
+        e = layer.std_A * layer.noise.draw("A", tuple(layer.lora_A.shape), layer.lora_A)
+        sign_in = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(0.5) * 2 - 1
+        shape = (*x.shape[:-1], layer.r)
+        sign_r = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(0.5) * 2 - 1
+        return F.linear(x, layer.lora_A) + F.linear(x * sign_in, e) * sign_r
+
+    return low_rank
 
 
 def share_frozen_copy(base: nn.Module, setting: Setting) -> nn.Module:
