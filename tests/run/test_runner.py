@@ -240,11 +240,16 @@ def test_cli_help_on_every_command(capsys):
 
 def test_methods_lists_every_method_with_its_cost(capsys):
     from blob_lora.methods import METHODS
+    from blob_lora.methods.measured import measured_costs
 
     assert main(["methods"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out.splitlines()
+    lines = [line for line in out if line and not line[0].isspace() and line[0] != "("]
     assert [line.split()[0] for line in lines] == list(METHODS)
     assert all("pass" in line for line in lines)
+    # each method's measured ratios (the bench's shipped copy) follow its line
+    shown = [line.split("measured: ", 1)[1] for line in out if "measured: " in line]
+    assert shown == [text for m in METHODS for text in measured_costs().get(m, [])]
 
 
 def test_gradient_accumulation_sees_the_same_examples_per_optimizer_step(tmp_path):
