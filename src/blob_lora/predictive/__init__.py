@@ -183,7 +183,15 @@ def head_predictive(
         )
     mean = torch.where(finite, mean, logits)  # absent choices stay -inf
     cov = cov * (finite[..., :, None] & finite[..., None, :])
-    each = gaussian_softmax_draws(mean, cov, draws)  # one Cholesky and one set of draws
+    return gaussian_predictive(mean, cov, draws, kept_draws)
+
+
+def gaussian_predictive(
+    mean: torch.Tensor, cov: torch.Tensor, draws: int, kept_draws: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs, the first `kept_draws` per-draw probs, for the mutual information) of
+    Gaussian class logits: one Cholesky and one set of draws."""
+    each = gaussian_softmax_draws(mean, cov, draws)
     return each.mean(0).float(), each[:kept_draws].float()
 
 
@@ -197,5 +205,4 @@ def linearized_predictive(
     passes: the class logits' Gaussian under the linearized posterior of every Bayesian
     layer (predictive/linearized.py), averaged through the softmax by `draws` draws of C logits."""
     mean, cov = linearized_gaussian(model, class_logits)
-    each = gaussian_softmax_draws(mean, cov, draws)
-    return each.mean(0).float(), each[:kept_draws].float()
+    return gaussian_predictive(mean, cov, draws, kept_draws)
