@@ -274,6 +274,13 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if _in_process_group():
+        _leave_process_group_and_exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     if args.command in ("train", "eval", "demo", "generate"):
@@ -294,16 +301,34 @@ def main(argv: list[str] | None = None) -> int:
             "interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr
         )
         return 130
-    finally:
-        _leave_process_group()
+    except BaseException:
+        if _in_process_group():  # the traceback follows; close the group while we still can
+            sys.modules["torch.distributed"].destroy_process_group()
+        raise
 
 
-def _leave_process_group() -> None:
-    """Close the process group `accelerate launch` opened, while the interpreter is whole:
-    left to exit, gloo's threads can abort a rank that has finished its work."""
+def _in_process_group() -> bool:
     dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    return dist is not None and dist.is_available() and dist.is_initialized()
+
+
+def _leave_process_group_and_exit(code: int) -> None:
+    """End a process of `accelerate launch` without the interpreter's teardown.
+
+    Gloo's worker threads can still hold work (sharded tensors, FSDP's hooks) that the
+    interpreter frees at exit, after the group is gone: a rank that finished its work then
+    aborts (CI, stops 21 and 35). So: free what can be freed, close the group, flush, and
+    leave at once. Everything the command writes is closed by the time it returns."""
+    import gc
+    import logging
+
+    gc.collect()
+    sys.modules["torch.distributed"].destroy_process_group()
+    gc.collect()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
