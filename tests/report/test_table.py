@@ -127,3 +127,20 @@ def test_an_eval_that_repeats_a_final_row_shows_once_and_a_different_one_stays_t
     assert [(r["n_samples"], r.get("tag")) for r in rows] == [(5, "eval"), (0, None), (10, None)]
     table = markdown_table(rows, metrics=["acc"])
     assert table.count("blob (N=10)") == 1 and "blob (N=5) [eval]" in table
+
+
+def test_a_runs_sigma_rows_appear_once_not_once_per_n():
+    """sigma belongs to the trained posterior: N=0 and N=10 of one run show it once."""
+    rows = [
+        {"dataset": "mrpc", "method": "blob", "n_samples": n, "seed": seed, "acc": 80.0 + n,
+         "ece": 5.0, "nll": 0.5, "sigma_mean": 0.03 + seed / 100, "sigma_ratio_median": 0.9,
+         "mean_mi": 0.002 if n else None}
+        for seed in (0, 1) for n in (0, 10)
+    ]  # fmt: skip
+    for row in rows:
+        if row["mean_mi"] is None:
+            del row["mean_mi"]
+    table = markdown_table(rows)
+    assert table.count("| mean σ |") == 1 and table.count("| median σ/|μ| |") == 1
+    assert "| mean σ | blob (N=0) | 0.0350 ± 0.0071 |" in table
+    assert "| ACC (%) ↑ | blob (N=10) | 90.00 ± 0.00 |" in table

@@ -2,33 +2,65 @@ import json
 import subprocess
 import sys
 
+from blob_lora.run import demo
 from blob_lora.run.demo import demo_config, last_step, progress_line, reading, watch
 
 
-def _rows(mle_acc=80.0, ratio=0.8, sigma=0.03, n0_nll=0.46, n10_nll=0.45):
+def _rows(mle_acc=80.0, ratio=0.8, sigma=0.03, n0_nll=0.46, n10_nll=0.45, mi=0.05):
     common = {"dataset": "mrpc", "seed": 0, "majority_acc": 68.0}
     return [
         {**common, "method": "mle", "n_samples": 0, "acc": mle_acc, "ece": 9.0, "nll": 0.5},
         *(
             {**common, "method": "blob", "n_samples": n, "acc": 81.0, "ece": 6.0, "nll": nll,
-             "sigma_mean": sigma, "sigma_ratio_median": ratio}
+             "sigma_mean": sigma, "sigma_ratio_median": ratio, **({"mean_mi": mi} if n else {})}
             for n, nll in ((0, n0_nll), (10, n10_nll))
         ),
     ]  # fmt: skip
 
 
-def test_the_reading_says_what_the_numbers_say():
-    text = "\n".join(reading(_rows()))
-    assert "+12.0 points" in text and "formed." in text
-    assert "ECE 6.00 vs 9.00 (better)" in text and "NLL 0.450 vs 0.500 (better)" in text
-    assert "sampling helps" in text and "barely learned" not in text
+def _spread(width):
+    return {demo.comparison_key(label, metric): width for label, metric, *_ in demo.COMPARISONS}
+
+
+def test_the_reading_calls_only_differences_beyond_the_seed_spread():
+    narrow = "\n".join(reading(_rows(), _spread(0.005)))
+    assert "+12.0 points" in narrow and "formed." in narrow
+    assert "BLoB N=10 vs MLE: ECE 6.00 vs 9.00: better, beyond the seed spread (0.01)" in narrow
+    assert "BLoB N=10 vs MLE: NLL 0.450 vs 0.500: better, beyond the seed spread" in narrow
+    assert "BLoB N=10 vs MLE: ACC 81.00 vs 80.00: better, beyond" in narrow
+    assert "BLoB N=10 vs N=0: NLL 0.450 vs 0.460: better, beyond" in narrow
+    wide = "\n".join(reading(_rows(), _spread(3.0)))
+    assert "ECE 6.00 vs 9.00: worse" not in wide and "better" not in wide
+    assert wide.count("within the seed spread") == 4
+    # without a measured spread nothing is called, and the reading says why
+    unmeasured = "\n".join(reading(_rows()))
+    assert "better" not in unmeasured and "worse" not in unmeasured
+    assert "No seed spread is measured for this task and budget" in unmeasured
+    worse = "\n".join(reading(_rows(mle_acc=85.0), _spread(0.5)))
+    assert "ACC 81.00 vs 85.00: worse, beyond the seed spread (0.50)" in worse
+
+
+def test_the_reading_says_whether_the_samples_reach_the_predictions():
+    assert "disagree enough to move the predictions" in "\n".join(reading(_rows(mi=0.05)))
+    low = "\n".join(reading(_rows(mi=0.002)))
+    assert "0.0020 nats: below 0.01 nats, the samples barely disagree" in low
 
 
 def test_the_reading_names_a_model_that_did_not_learn_and_a_posterior_that_did_not_help():
-    text = "\n".join(reading(_rows(mle_acc=70.0, sigma=0.002, n0_nll=0.45)))
+    text = "\n".join(reading(_rows(mle_acc=70.0, sigma=0.002, n0_nll=0.45), _spread(0.001)))
     assert "barely learned" in text and "not formed" in text
-    assert "sampling did not help" in text
+    assert "BLoB N=10 vs N=0: NLL 0.450 vs 0.450: within the seed spread" in text
     assert "collapsed" in "\n".join(reading(_rows(ratio=30.0)))
+
+
+def test_the_spread_is_used_only_for_the_task_and_budget_it_was_measured_on(tmp_path, monkeypatch):
+    path = tmp_path / "demo_spread.json"
+    path.write_text(json.dumps({"task": "mrpc", "steps": 800, "spread": _spread(0.4)}))
+    monkeypatch.setattr(demo, "SPREAD_FILE", path)
+    assert demo.load_spread("mrpc", 800) == _spread(0.4)
+    assert demo.load_spread("mrpc", 600) is None and demo.load_spread("trec", 800) is None
+    monkeypatch.setattr(demo, "SPREAD_FILE", tmp_path / "absent.json")
+    assert demo.load_spread("mrpc", 800) is None
 
 
 def test_the_demo_runs_mle_and_blob_with_the_same_settings(tmp_path):

@@ -10,6 +10,8 @@ from typing import Any
 METRICS = ("acc", "ece", "nll", "sigma_mean", "sigma_ratio_median", "mean_mi")
 # rows only where a method has them: a posterior (sigma), sampled predictions (mean_mi)
 OPTIONAL = ("sigma_mean", "sigma_ratio_median", "mean_mi")
+# a property of the trained posterior, the same at every N: one row per run, not per N
+PER_RUN = ("sigma_mean", "sigma_ratio_median")
 LABELS = {
     "acc": "ACC (%) ↑",
     "ece": "ECE (%) ↓",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..run.files import RunDir
-from .keys import DIGITS, LABELS, METRICS, OPTIONAL  # noqa: F401 (the table's names)
+from .keys import DIGITS, LABELS, METRICS, OPTIONAL, PER_RUN  # noqa: F401 (the table's names)
 
 REQUIRED = ("dataset", "method")
 
@@ -194,13 +194,19 @@ def markdown_table(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS)
     cells: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     methods: list[str] = []
     datasets: list[str] = []
+    # a run's N rows share its posterior: its per-run rows sit once, on its first row's label
+    first_label: dict[tuple, str] = {}
     for row in rows:
         label = method_label(row)
         if label not in methods:
             methods.append(label)
         if row["dataset"] not in datasets:
             datasets.append(row["dataset"])
+        run = (row["method"], row.get("variant"), row.get("tag"), row["dataset"], row.get("seed"))
+        per_run_label = first_label.setdefault(run, label)
         for metric in metrics:
+            if metric in PER_RUN and label != per_run_label:
+                continue
             if metric in row:
                 cells[(metric, label, row["dataset"])].append(float(row[metric]))
     lines = [
