@@ -47,7 +47,7 @@ ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "demo-check"
 RESULTS = ROOT / "experiments" / "results"
 SEEDS = (0, 1, 2)
-CANDIDATES = {"mrpc-800": ("mrpc", 800), "mrpc-1000": ("mrpc", 1000), "trec-800": ("trec", 800)}
+CANDIDATES = {"mrpc-800": ("mrpc", 800), "trec-800": ("trec", 800)}
 MARGIN = 5.0
 
 
