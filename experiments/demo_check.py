@@ -47,7 +47,10 @@ ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "demo-check"
 RESULTS = ROOT / "experiments" / "results"
 SEEDS = (0, 1, 2)
-CANDIDATES = {"mrpc-800": ("mrpc", 800), "trec-800": ("trec", 800)}
+# MRPC's sentence pairs cost about 4x TREC's questions per step: its 600-step demo took
+# 802 s (issue 30) and 800 steps ran at 0.8 s a step here, so no MRPC budget that learns
+# the task fits rule 4; it was dropped before any of its results were read.
+CANDIDATES = {"trec-600": ("trec", 600), "trec-800": ("trec", 800)}
 MARGIN = 5.0
 
 
