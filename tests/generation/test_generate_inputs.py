@@ -69,7 +69,7 @@ def _stdin(monkeypatch, data: bytes):
 def test_the_generate_flags_are_the_settings_fields():
     flags = {row[0] for row in describe(GenerateFlags)}
     assert flags == {"run_dir", "input", "samples", "seed", "format", "max_new_tokens",
-                     "truncate", "quiet"}  # fmt: skip
+                     "prompt", "truncate", "quiet"}  # fmt: skip
     from blob_lora.cli import build_parser
 
     args = build_parser().parse_args(["generate", "r", "--samples", "0", "--truncate"])

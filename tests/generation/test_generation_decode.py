@@ -36,10 +36,12 @@ def _setup(arch: str, std: float = 0.5):
     return blob, tok, batch
 
 
-def _ids(blob, tok, batch, *, seed=0, use_cache=True, repeats=3, mode="sequence"):
+def _ids(blob, tok, batch, *, seed=0, use_cache=True, repeats=3, mode="sequence",
+         chunk_size=None):  # fmt: skip
     return generate_ids(
         blob, batch, repeats=repeats, seed=seed, mode=mode, max_new_tokens=6,
         do_sample=False, use_cache=use_cache, pad_token_id=tok.pad_token_id,
+        chunk_size=chunk_size,
     )  # fmt: skip
 
 
@@ -136,3 +138,62 @@ def test_clear_errors():
         sample_outputs(ARCHS["llama"][0](), tok, batch, 2, 0, 4)
     with pytest.raises(ConfigError, match="repeats: Input should be greater than or equal to 1"):
         sample_outputs(blob, tok, batch, 0, 0, 4)
+
+
+def _zero_std(blob, where):
+    """Omega = 0 on the adapters whose name satisfies `where`: they predict at their mean."""
+    with torch.no_grad():
+        for name, param in blob.named_trainable_parameters():
+            if name.endswith("lora_A_g") and where(name):
+                param.zero_()
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_the_shared_prompt_route_is_exact_where_no_noise_reads_the_prompt(arch):
+    """gen_prompt=shared reads the prompt once at the posterior mean. At N=0 it changes
+    nothing; where only the head (decoder-only) or only the decoder (encoder-decoder) is
+    uncertain, the prompt's reading has no noise to lose, and the samples are the exact
+    route's token for token (the same weight samples are drawn for a seed)."""
+    blob, tok, batch = _setup(arch)
+    mean = _ids(blob, tok, batch, mode="mean")
+    assert torch.equal(mean, _shared(blob, tok, batch, mode="mean"))
+    if arch in ENCDEC:
+        _zero_std(blob, lambda name: "encoder" in name)
+    else:
+        _zero_std(blob, lambda name: "lm_head" not in name)
+    exact = _ids(blob, tok, batch, repeats=4)
+    assert any(len({tuple(s.tolist()) for s in exact[i]}) > 1 for i in range(2))  # samples differ
+    assert torch.equal(exact, _shared(blob, tok, batch, repeats=4))
+    chunked = _ids(blob, tok, batch, repeats=4, chunk_size=3)  # each call draws afresh
+    assert torch.equal(chunked, _shared(blob, tok, batch, repeats=4, chunk_size=3))
+
+
+@pytest.mark.parametrize("arch", ["llama", "bart"])
+def test_the_shared_prompt_route_differs_where_noise_reads_the_prompt(arch):
+    """With noise in every layer the prompt's reading matters: the routes part ways."""
+    blob, tok, batch = _setup(arch)
+    assert not torch.equal(_ids(blob, tok, batch, repeats=4), _shared(blob, tok, batch, repeats=4))
+
+
+def _shared(blob, tok, batch, *, repeats=3, mode="sequence", chunk_size=None):
+    return generate_ids(
+        blob, batch, repeats=repeats, seed=0, mode=mode, max_new_tokens=6, do_sample=False,
+        pad_token_id=tok.pad_token_id, shared_prompt=True, chunk_size=chunk_size,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_decoding_noise_reads_the_prompt_once_and_gives_the_same_tokens(arch):
+    """The decoding-noise rows share one set of weights: reading the prompt once (as
+    decoding_noise_outputs does) gives token for token what reading it per row gives."""
+    from blob_lora.generation.decode import _greedy
+
+    blob, tok, batch = _setup(arch)
+    settings = _greedy(6, True) | {"do_sample": True, "top_p": 0.9, "top_k": 0}
+    per_row, shared = (
+        generate_ids(blob, batch, repeats=4, seed=3, mode="mean", shared_prompt=flag,
+                     pad_token_id=tok.pad_token_id, **settings)
+        for flag in (False, True)
+    )  # fmt: skip
+    assert any(len({tuple(s.tolist()) for s in per_row[i]}) > 1 for i in range(2))
+    assert torch.equal(per_row, shared)

@@ -230,3 +230,30 @@ def test_two_processes_evaluate_a_generation_run_as_one_does(gemma_run):
             }
             for key in numbers:
                 assert g[key] == pytest.approx(w[key]), key
+
+
+def test_blob_generate_can_read_the_prompt_once_for_all_samples(gemma_run, tmp_path, capsys):
+    """--prompt shared: the same N=0 output, S samples that differ, the run's S, and the
+    route bench (bench/generation_route.py) on the same run: three timed routes, and
+    paired samples (same seed, same weight samples) scored against each other."""
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"dialogue": "person1 : hello . person1 wants to buy the car ."}\n')
+    _, exact = _generate(capsys, gemma_run, "--input", inputs, "--samples", 4)
+    code, shared = _generate(capsys, gemma_run, "--input", inputs, "--samples", 4,
+                             "--prompt", "shared")  # fmt: skip
+    assert code == 0, shared.err
+    a, b = json.loads(exact.out), json.loads(shared.out)
+    assert a["output"] == b["output"] and len(b["samples"]) == 4
+    with pytest.raises(SystemExit) as refused:  # argparse's refusal of an unknown choice
+        _generate(capsys, gemma_run, "--input", inputs, "--prompt", "once")
+    assert (
+        refused.value.code == 2 and "argument --prompt: invalid choice" in capsys.readouterr().err
+    )
+
+    from bench import generation_route
+
+    res = generation_route.measure(gemma_run, n_inputs=4, samples=3, seed=0)
+    assert res["inputs"] == 4 and set(res["seconds_per_input"]) == {"n0", "sampled", "shared"}
+    assert all(t > 0 for t in res["seconds_per_input"].values())
+    assert 0 <= res["identical_samples"] <= 1 and 0 <= res["paired_rougeL"] <= 1
+    assert set(res["disagreement"]) == {"sampled", "shared"}

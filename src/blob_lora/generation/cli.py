@@ -14,6 +14,7 @@ or readable text.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -174,6 +175,8 @@ def run_generate(flags: Any, out: TextIO | None = None) -> int:
     from .evaluate import GenerationEvaluator
 
     settings = GenerationEvaluator(runner.ctx).decode_settings(flags.max_new_tokens)
+    if flags.prompt is not None:
+        settings = dataclasses.replace(settings, prompt=flags.prompt)
     from ..tasks.lm_scoring import unwrap_lm
     from .checks import check_positions
 

@@ -10,6 +10,14 @@ b of every encoder and decoder adapter belongs to the same weight sample. Transf
 encoder has run, which would give the S samples of one input a single shared encoder sample.
 Decoding is greedy, so all variation comes from the weights.
 
+``shared_prompt=True`` is the cheaper route (``gen_prompt=shared``): the prompt is read once
+per input at the posterior mean (a decoder-only model's KV cache of every prompt token but
+the last; an encoder-decoder's encoder output) and repeated for the S rows, which draw their
+weight samples from the last prompt token on. Only the prompt's reading is approximated: the
+rows draw the same weight samples as the exact route for a seed (the first draw happens at
+the first call either way), and where no Bayesian adapter acts on the prompt's reading (a
+head-only posterior) the two routes give the same tokens.
+
 Every function seeds torch's RNG with ``seed`` inside ``torch.random.fork_rng``: the same
 seed gives the same outputs, and the caller's RNG state is left untouched.
 """
@@ -91,6 +99,55 @@ def _generation_config(model: nn.Module, **overrides: Any) -> tuple[Any, dict[st
     return config, unused
 
 
+def _read_prompt_at_mean(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> dict:
+    """What `shared_prompt` hands to ``generate`` for the un-repeated batch: the prompt read
+    at the posterior mean ({} for one-token decoder-only prompts: nothing to share)."""
+    hf = _hf_model(model)
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    with _weights(model, "mean"), torch.no_grad():
+        if is_encoder_decoder(model):
+            return {"encoder_outputs": hf.get_encoder()(input_ids=ids, attention_mask=mask)}
+        if ids.shape[1] < 2:
+            return {}
+        # the positions generate gives a left-padded prompt (cumsum of the mask)
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        out = hf(
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=positions[:, :-1],
+            use_cache=True,
+        )
+        return {"past_key_values": out.past_key_values}
+
+
+def _draw_as_the_encoder_would(model: nn.Module, part: Mapping[str, torch.Tensor]) -> None:
+    """Make (and drop) the encoder adapters' weight draws of the exact route: a draw's shape
+    is (rows, r, in), whatever the length, so one token per row costs little, and the
+    decoder then draws the exact route's samples for the seed."""
+    if hasattr(model, "sampling"):
+        _hf_model(model).get_encoder()(
+            input_ids=part["input_ids"][:, :1], attention_mask=part["attention_mask"][:, :1]
+        )
+
+
+def _rows_of(read: dict, repeats: int, rows: slice) -> dict:
+    """The prompt's reading for rows `rows` of the repeated batch (a fresh copy: generate
+    extends a cache in place)."""
+    if "past_key_values" in read:
+        cache = copy.deepcopy(read["past_key_values"])
+        cache.batch_repeat_interleave(repeats)
+        total = cache.layers[0].keys.shape[0] if cache.layers else 0
+        keep = torch.arange(total)[rows]
+        if len(keep) != total:
+            cache.batch_select_indices(keep.to(cache.layers[0].keys.device))
+        return {"past_key_values": cache}
+    if "encoder_outputs" in read:
+        enc = copy.copy(read["encoder_outputs"])
+        enc["last_hidden_state"] = enc["last_hidden_state"].repeat_interleave(repeats, 0)[rows]
+        return {"encoder_outputs": enc}
+    return {}
+
+
 def generate_ids(
     model: nn.Module,
     batch: Mapping[str, torch.Tensor],
@@ -99,13 +156,15 @@ def generate_ids(
     seed: int,
     mode: str,
     chunk_size: int | None = None,
+    shared_prompt: bool = False,
     **generate_kwargs: Any,
 ) -> torch.Tensor:
     """New tokens on the CPU, shape (inputs, repeats, T), padded with pad_token_id; row
     ``i*repeats+s`` of the generate call is sample s of input i. ``mode``: the adapters'
     sampling mode (``sequence`` for posterior samples, ``mean`` for N=0). ``chunk_size``
     bounds the sequences per ``generate`` call (None: all in one call); each call draws
-    fresh weight samples, so do not chunk inside an outer ``frozen_noise`` context."""
+    fresh weight samples, so do not chunk inside an outer ``frozen_noise`` context.
+    ``shared_prompt``: the prompt read once at the posterior mean (module doc)."""
     validate_value(Positive, repeats, "repeats")
     inputs = _prompts(model, batch)
     n = inputs["input_ids"].shape[0]
@@ -119,9 +178,14 @@ def generate_ids(
     encdec = is_encoder_decoder(model)
     device = inputs["input_ids"].device
     pieces = []
+    read = _read_prompt_at_mean(model, inputs) if shared_prompt else {}
     with _weights(model, mode), _seeded(seed, device), torch.no_grad():
         for lo in range(0, total, step):
             part = {k: v[lo : lo + step] for k, v in expanded.items()}
+            part |= _rows_of(read, repeats, slice(lo, lo + step))
+            if "encoder_outputs" in part:
+                _draw_as_the_encoder_would(model, part)
+                del part["input_ids"]  # the encoder has run; generate starts the decoder
             out = model.generate(**part, **model_kwargs, generation_config=config)
             # decoder-only: the prompt comes back first; encoder-decoder: the start token
             pieces.append(out[:, 1:] if encdec else out[:, part["input_ids"].shape[1] :])
@@ -170,10 +234,12 @@ def sample_outputs(
     *,
     use_cache: bool = True,
     chunk_size: int | None = None,
+    shared_prompt: bool = False,
     **generate_kwargs: Any,
 ) -> list[list[str]]:
     """S = ``n_samples`` outputs per input, each from its own posterior weight sample,
-    decoded greedily; one batched ``generate`` call unless ``chunk_size`` splits it."""
+    decoded greedily; one batched ``generate`` call unless ``chunk_size`` splits it.
+    ``shared_prompt``: the cheaper route (module doc)."""
     ids = generate_ids(
         model,
         batch,
@@ -181,6 +247,7 @@ def sample_outputs(
         seed=seed,
         mode="sequence",
         chunk_size=chunk_size,
+        shared_prompt=shared_prompt,
         **_with_pad(tokenizer, _greedy(max_new_tokens, use_cache) | generate_kwargs),
     )
     return _decode(tokenizer, ids)
@@ -225,7 +292,8 @@ def decoding_noise_outputs(
 ) -> list[list[str]]:
     """S outputs per input from token sampling (temperature / top-p / top-k; ``top_k=0``
     switches top-k off) with fixed weights: the posterior mean of a BlobModel, or a plain
-    LoRA/MLE model as it is. The decoding-noise baseline of the study."""
+    LoRA/MLE model as it is. The decoding-noise baseline of the study. The weights are the
+    same for every row, so the prompt is read once and shared: exact, and cheaper."""
     validate_value(PositiveFloat, temperature, "temperature")
     validate_value(Probability, top_p, "top_p")
     settings = dict(
@@ -245,6 +313,7 @@ def decoding_noise_outputs(
         seed=seed,
         mode="mean",
         chunk_size=chunk_size,
+        shared_prompt=True,
         **_with_pad(tokenizer, settings | generate_kwargs),
     )
     return _decode(tokenizer, ids)

@@ -42,6 +42,7 @@ class GenerationEvaluator:
             max_new_tokens=max_new_tokens or cfg.max_new_tokens,
             num_beams=cfg.num_beams,
             sampler=generation_sampler(cfg, self.ctx.setup.model.is_bayesian),
+            prompt=cfg.gen_prompt,
             temperature=cfg.gen_temperature,
             top_p=cfg.gen_top_p,
             batch_size=cfg.eval_batch_size,

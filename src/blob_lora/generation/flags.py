@@ -55,6 +55,14 @@ class GenerateFlags:
             "the model's positions"
         },
     )
+    prompt: Literal["sampled", "shared"] | None = field(
+        default=None,
+        metadata={
+            "help": "how weight samples read the prompt (default: the run's gen_prompt): "
+            "sampled (each with its own weights, exact) | shared (once at the posterior mean: "
+            "cheaper, an approximation)"
+        },
+    )
     truncate: Bool = field(
         default=False,
         metadata={"help": "cut the end of an over-long input instead of refusing it"},

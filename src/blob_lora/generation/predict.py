@@ -38,6 +38,7 @@ class DecodeSettings:
     max_new_tokens: Positive = 64
     num_beams: Positive = 1
     sampler: Literal[SAMPLERS] = "weights"
+    prompt: Literal["sampled", "shared"] = "sampled"  # how weight samples read the prompt
     temperature: PositiveFloat = 1.0
     top_p: Probability = 1.0
     batch_size: Positive = 16
@@ -129,7 +130,10 @@ def _samples(
     model: nn.Module, tokenizer, batch, n_samples: int, seed: int, settings: DecodeSettings
 ) -> list[list[str]]:
     if settings.sampler == "weights":
-        return sample_outputs(model, tokenizer, batch, n_samples, seed, settings.max_new_tokens)
+        return sample_outputs(
+            model, tokenizer, batch, n_samples, seed, settings.max_new_tokens,
+            shared_prompt=settings.prompt == "shared",
+        )  # fmt: skip
     return decoding_noise_outputs(
         model,
         tokenizer,

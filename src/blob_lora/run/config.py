@@ -37,6 +37,7 @@ PRECISIONS = ("fp32", "bf16")
 QUANTIZATIONS = ("none", "4bit", "8bit")  # quantization.QUANTIZATIONS (no torch import here)
 OPTIM_SCHEMES = ("authors", "elbo")  # optim.SCHEMES (kept here: no torch import to check a config)
 GEN_NOISES = ("auto", "weights", "decoding")
+GEN_PROMPTS = ("sampled", "shared")
 TASKS = ("auto", "choice", "classification", "generate")
 HEADS = ("train", "lora", "frozen")
 GENERATE_NOT_SHARDED = (
@@ -215,6 +216,14 @@ class RunConfig:
         metadata={
             "help": "generate: where samples differ: weights (one posterior sample per "
             "output, greedy), decoding (temperature/top-p), auto (weights if Bayesian)"
+        },
+    )
+    gen_prompt: Literal[GEN_PROMPTS] = field(
+        default="sampled",
+        metadata={
+            "help": "generate, weight samples: how each reads the prompt: sampled (with its own "
+            "weights, exact) | shared (once at the posterior mean for all S: cheaper, an "
+            "approximation; bench/results/generation_route.md)"
         },
     )
     gen_temperature: PositiveFloat = field(
