@@ -51,7 +51,7 @@ def train_stand_in(out: Path) -> None:
     sets = {
         "task": "generate", "precision": "bf16", "batch_size": 8, "max_length": 384,
         "lr": 1e-3, "train_limit": 64, "eval_limit": 2, "eval_batch_size": 16,
-        "max_new_tokens": 64, "gen_samples": 0, "save_every": 0,
+        "max_new_tokens": 64, "gen_samples": 2, "eval_samples": [0], "save_every": 0,
         "adapter.r": 8, "adapter.alpha": 16,
         "adapter.target_modules": ["q_proj", "k_proj", "v_proj", "lm_head"],
     }  # fmt: skip
