@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         run = STAND_IN
     res = measure(run.resolve(), args.inputs, args.samples, args.seed)
     res["command"] = " ".join(argv if argv is not None else sys.argv[1:])
-    res["machine"] = f"{machine()}, {torch.get_num_threads()} thread(s)"
+    res["machine"] = machine()
     res["date"] = str(date.today())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "generation_route.json").write_text(json.dumps(res, indent=1) + "\n")
