@@ -34,8 +34,6 @@ import time
 from datetime import date
 from pathlib import Path
 
-import torch
-
 from bench.scoring import machine
 
 OUT = Path(__file__).resolve().parent / "results"
