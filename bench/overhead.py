@@ -107,7 +107,7 @@ SETTINGS = {
         ("q_proj", "v_proj"),
         8,
         16.0,
-        variants=("peft-lora", "ours-lora", "blob-sequence", "blob-flipout"),
+        variants=("peft-lora", "ours-lora", "blob-sequence", "blob-flipout", "blob-flipout-before"),
     ),
     "gemma-lmhead": Setting(
         "gemma-3-270m causal-LM (q_proj,v_proj,lm_head)",
@@ -117,7 +117,8 @@ SETTINGS = {
         ("q_proj", "v_proj", "lm_head"),
         8,
         16.0,
-        variants=("peft-lora", "blob-sequence"),
+        # flipout is the default training noise: measured on every setting (issue 32)
+        variants=("peft-lora", "blob-sequence", "blob-flipout", "blob-flipout-before"),
     ),
 }
 
