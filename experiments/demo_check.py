@@ -158,7 +158,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         spread = {c["comparison"]: c["spread"] for c in chosen["comparisons"]}
         SPREAD_FILE.write_text(json.dumps({"candidate": chosen["candidate"], "task":
                                chosen["task"], "steps": chosen["steps"], "seeds": list(SEEDS),
-                               "spread": spread}, indent=1) + "\n")  # fmt: skip
+                               "stable": chosen["stable"], "spread": spread},
+                               indent=1) + "\n")  # fmt: skip
     print(markdown(rows, chosen))
     return 0
 

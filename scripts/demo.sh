@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the offline demo: MiniLM on MRPC, LoRA vs BLoB.
+# Set up (if needed) and run the offline demo: MiniLM on TREC, LoRA vs BLoB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh

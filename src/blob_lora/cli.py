@@ -59,9 +59,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="offline demo: MiniLM on MRPC, LoRA vs BLoB, in minutes")
+    p = sub.add_parser("demo", help="offline demo: MiniLM on TREC, LoRA vs BLoB, in minutes")
     p.add_argument("--output-dir", default="runs/demo")
-    p.add_argument("--dataset", default="mrpc", help="mrpc, trec or rte")
+    p.add_argument("--dataset", default="trec", help="trec (the default), mrpc or rte")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
 

@@ -18,8 +18,10 @@ def _rows(mle_acc=80.0, ratio=0.8, sigma=0.03, n0_nll=0.46, n10_nll=0.45, mi=0.0
     ]  # fmt: skip
 
 
-def _spread(width):
-    return {demo.comparison_key(label, metric): width for label, metric, *_ in demo.COMPARISONS}
+def _spread(width, stable=1):
+    """What demo_spread.json holds: every comparison's seed spread, and how many held."""
+    spread = {demo.comparison_key(label, metric): width for label, metric, *_ in demo.COMPARISONS}
+    return {"task": "trec", "steps": 800, "stable": stable, "spread": spread}
 
 
 def test_the_reading_calls_only_differences_beyond_the_seed_spread():
@@ -36,6 +38,9 @@ def test_the_reading_calls_only_differences_beyond_the_seed_spread():
     unmeasured = "\n".join(reading(_rows()))
     assert "better" not in unmeasured and "worse" not in unmeasured
     assert "No seed spread is measured for this task and budget" in unmeasured
+    assert "no difference between BLoB and MLE held" not in wide
+    none_held = "\n".join(reading(_rows(), _spread(3.0, stable=0)))
+    assert "no difference between BLoB and MLE held across the three seeds" in none_held
     worse = "\n".join(reading(_rows(mle_acc=85.0), _spread(0.5)))
     assert "ACC 81.00 vs 85.00: worse, beyond the seed spread (0.50)" in worse
 
@@ -55,12 +60,12 @@ def test_the_reading_names_a_model_that_did_not_learn_and_a_posterior_that_did_n
 
 def test_the_spread_is_used_only_for_the_task_and_budget_it_was_measured_on(tmp_path, monkeypatch):
     path = tmp_path / "demo_spread.json"
-    path.write_text(json.dumps({"task": "mrpc", "steps": 800, "spread": _spread(0.4)}))
+    path.write_text(json.dumps(_spread(0.4)))
     monkeypatch.setattr(demo, "SPREAD_FILE", path)
-    assert demo.load_spread("mrpc", 800) == _spread(0.4)
-    assert demo.load_spread("mrpc", 600) is None and demo.load_spread("trec", 800) is None
+    assert demo.load_spread("trec", 800) == _spread(0.4)
+    assert demo.load_spread("trec", 600) is None and demo.load_spread("mrpc", 800) is None
     monkeypatch.setattr(demo, "SPREAD_FILE", tmp_path / "absent.json")
-    assert demo.load_spread("mrpc", 800) is None
+    assert demo.load_spread("trec", 800) is None
 
 
 def test_the_demo_runs_mle_and_blob_with_the_same_settings(tmp_path):
