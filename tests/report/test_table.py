@@ -144,3 +144,14 @@ def test_a_runs_sigma_rows_appear_once_not_once_per_n():
     assert table.count("| mean σ |") == 1 and table.count("| median σ/|μ| |") == 1
     assert "| mean σ | blob (N=0) | 0.0350 ± 0.0071 |" in table
     assert "| ACC (%) ↑ | blob (N=10) | 90.00 ± 0.00 |" in table
+
+
+def test_the_majority_class_is_counted_once_per_seed_not_once_per_method():
+    rows = [
+        {"dataset": "trec", "method": m, "n_samples": 0, "seed": s, "acc": 90.0, "ece": 5.0,
+         "nll": 0.3, "majority_acc": 27.6 + s}
+        for m in ("mle", "blob") for s in (0, 1)
+    ]  # fmt: skip
+    table = markdown_table(rows)
+    assert "| ACC (%) ↑ | majority class | 28.10 ± 0.71 |" in table
+    assert "| ACC (%) ↑ | majority class | 27.60 (1) |" in markdown_table(rows[:1] + rows[2:3])

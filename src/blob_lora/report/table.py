@@ -213,10 +213,12 @@ def markdown_table(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS)
         "| metric | method | " + " | ".join(datasets) + " |",
         "|---|---|" + "---|" * len(datasets),
     ]
-    majority: dict[str, list[float]] = defaultdict(list)
+    # one majority class per dataset and seed: every method's rows of a seed share it
+    by_seed: dict[str, dict[Any, float]] = defaultdict(dict)
     for row in rows:
         if "majority_acc" in row and row.get("n_samples", 0) == 0:
-            majority[row["dataset"]].append(float(row["majority_acc"]))
+            by_seed[row["dataset"]].setdefault(row.get("seed"), float(row["majority_acc"]))
+    majority = {ds: list(seeds.values()) for ds, seeds in by_seed.items()}
     for metric in metrics:
         digits = DIGITS.get(metric, 2)
         if metric == "acc" and majority:
