@@ -54,6 +54,16 @@ def _by_label(rows: list[dict], column_key: str, col: str) -> dict[str, list[dic
     return {label: out[label] for label in labels() if label in out}
 
 
+def _one_row_per_run(rows: list[dict]) -> list[dict]:
+    """A run's rows at its largest N only: its posterior (sigma) is the same at every N."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["method"], r["trained_on"], r["dataset"], r["seed"])
+        if key not in best or r["n_samples"] > best[key]["n_samples"]:
+            best[key] = r
+    return list(best.values())
+
+
 def _grid(rows: list[dict], columns: list[str], column_key: str, metrics: list[str]) -> list[str]:
     groups = {col: _by_label(rows, column_key, col) for col in columns}
     lines = [
@@ -186,7 +196,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 "Posterior of the Bayesian methods (read before the calibration numbers):",
                 "",
             ]
-            md += _grid(ind, columns, "trained_on", ["sigma_mean", "sigma_ratio_median"])
+            md += _grid(_one_row_per_run(ind), columns, "trained_on",
+                        ["sigma_mean", "sigma_ratio_median"])  # fmt: skip
         for task_key, task in spec["tasks"].items():
             ood_sets = [_ds_label(d) for d in other_sets(task)]
             sub = [

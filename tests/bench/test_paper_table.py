@@ -165,6 +165,7 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     assert "| ACC (%) ↑ | majority class | 52.50 ± 0.71 (2) |" in md
     assert "| median σ/|μ| | blob (N=10) | 1.000 ± 0.707 (2) |" in md
     assert "| mean σ | mle |" not in md
+    assert "| mean σ | blob (N=0) |" not in md  # a run's posterior once, at its table N
     png = tier / "results" / "paper_table_tiny.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "(paper_table_tiny.png)" in md
     # MAP at the default lr 5e-4 is the MLE run relabelled (its decay rounds away in fp32)
