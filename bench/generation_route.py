@@ -62,11 +62,11 @@ def train_stand_in(out: Path) -> None:
 
 
 def load(run: Path):
-    from blob_lora.generation.cli import _generation_config, _load_runner
+    from blob_lora.generation.cli import load_runner, saved_generation_config
 
-    cfg = _generation_config(run)
+    cfg = saved_generation_config(run)
     cfg.output_dir = str(run)
-    return _load_runner(cfg)
+    return load_runner(cfg)
 
 
 def measure(run: Path, n_inputs: int, samples: int, seed: int) -> dict:

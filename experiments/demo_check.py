@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -58,10 +57,6 @@ def run_dir(candidate: str, seed: int) -> Path:
     return RUNS / f"{candidate}-s{seed}"
 
 
-def _dev(task: str) -> dict:
-    return regime_scan.dev_spec(task)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     failed = 0
     for name, (task, steps) in CANDIDATES.items():
@@ -71,7 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             base = run_dir(name, seed)
             base.mkdir(parents=True, exist_ok=True)
             for method in ("mle", "blob"):
-                cfg = demo_config(method, base, task, steps, seed, dataset_spec=_dev(task))
+                cfg = demo_config(
+                    method, base, task, steps, seed, dataset_spec=regime_scan.dev_spec(task)
+                )
                 config = base / f"{method}.yaml"
                 config.write_text(yaml.safe_dump(cfg.to_dict()))
                 out = Path(cfg.output_dir)
@@ -93,13 +90,6 @@ def _results(candidate: str, seed: int) -> dict | None:
             key = "mle" if method == "mle" else f"blob{row['n_samples']}"
             sides[key] = row
     return sides
-
-
-def _majority(task: str) -> float:
-    from blob_lora.data import load_examples
-
-    labels = [e.label for e in load_examples(_dev(task), "validation")]
-    return 100.0 * max(Counter(labels).values()) / len(labels)
 
 
 def compare(seeds: list[dict]) -> list[dict]:
@@ -137,7 +127,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if any(s is None for s in seeds):
             print(f"{name}: not finished ({sum(s is not None for s in seeds)}/3 seeds)")
             continue
-        majority = _majority(task)
+        majority = seeds[0]["mle"]["majority_acc"]  # the dev part's, as the run counted it
         comps = compare(seeds)
         margins = [s["mle"]["acc"] - majority for s in seeds]
         rows.append({

@@ -160,7 +160,7 @@ def run_generate(flags: Any, out: TextIO | None = None) -> int:
 
         flags = read_flags(GenerateFlags, flags)
     run_dir = Path(flags.run_dir)
-    cfg = _generation_config(run_dir)
+    cfg = saved_generation_config(run_dir)
     fields = parse_spec(cfg.dataset)[0].fields
     text, where, jsonl = read_input_text(flags.input)
     inputs = read_inputs(text, where, fields.source, jsonl=jsonl)
@@ -169,7 +169,7 @@ def run_generate(flags: Any, out: TextIO | None = None) -> int:
         raise ConfigError("gen_samples 1 cannot measure disagreement; pass --samples 0 or >= 2")
     examples = [GenerationExample(src, (), ident, fields.template) for ident, src in inputs]
     cfg.output_dir = str(run_dir)
-    runner = _load_runner(cfg)
+    runner = load_runner(cfg)
     task = runner.setup.task
     lengths = _prompt_lengths(task, examples, flags.truncate)
     from .evaluate import GenerationEvaluator
@@ -208,7 +208,7 @@ def run_generate(flags: Any, out: TextIO | None = None) -> int:
     return 0
 
 
-def _generation_config(run_dir: Path) -> Any:
+def saved_generation_config(run_dir: Path) -> Any:
     """The saved settings of a generation run, or a one-line error saying what it is not."""
     from ..run.config import RunConfig
     from ..run.files import RunDir
@@ -233,7 +233,7 @@ def _generation_config(run_dir: Path) -> Any:
     return cfg
 
 
-def _load_runner(cfg: Any) -> Any:
+def load_runner(cfg: Any) -> Any:
     """The finished run loaded, without the loading bars (stderr keeps errors and ours)."""
     from transformers.utils import logging as hf_logging
 

@@ -130,20 +130,16 @@ def _draw_as_the_encoder_would(model: nn.Module, part: Mapping[str, torch.Tensor
         )
 
 
-def _rows_of(read: dict, repeats: int, rows: slice) -> dict:
-    """The prompt's reading for rows `rows` of the repeated batch (a fresh copy: generate
-    extends a cache in place)."""
+def _rows_of(read: dict, index: torch.Tensor) -> dict:
+    """The prompt's reading for the rows whose inputs are `index` (row i of the repeated
+    batch reads input i // repeats); a fresh cache, since generate extends one in place."""
     if "past_key_values" in read:
         cache = copy.deepcopy(read["past_key_values"])
-        cache.batch_repeat_interleave(repeats)
-        total = cache.layers[0].keys.shape[0] if cache.layers else 0
-        keep = torch.arange(total)[rows]
-        if len(keep) != total:
-            cache.batch_select_indices(keep.to(cache.layers[0].keys.device))
+        cache.batch_select_indices(index)
         return {"past_key_values": cache}
     if "encoder_outputs" in read:
         enc = copy.copy(read["encoder_outputs"])
-        enc["last_hidden_state"] = enc["last_hidden_state"].repeat_interleave(repeats, 0)[rows]
+        enc["last_hidden_state"] = enc["last_hidden_state"][index]
         return {"encoder_outputs": enc}
     return {}
 
@@ -182,7 +178,9 @@ def generate_ids(
     with _weights(model, mode), _seeded(seed, device), torch.no_grad():
         for lo in range(0, total, step):
             part = {k: v[lo : lo + step] for k, v in expanded.items()}
-            part |= _rows_of(read, repeats, slice(lo, lo + step))
+            if read:
+                rows = torch.arange(lo, min(lo + step, total), device=device)
+                part |= _rows_of(read, rows // repeats)
             if "encoder_outputs" in part:
                 _draw_as_the_encoder_would(model, part)
                 del part["input_ids"]  # the encoder has run; generate starts the decoder

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, Strict
 
+from ..run.config import GEN_PROMPTS
 from ..schema import settings
 from ..schema.types import Bool, Positive, Seed, Text
 
@@ -55,7 +56,7 @@ class GenerateFlags:
             "the model's positions"
         },
     )
-    prompt: Literal["sampled", "shared"] | None = field(
+    prompt: Literal[GEN_PROMPTS] | None = field(
         default=None,
         metadata={
             "help": "how weight samples read the prompt (default: the run's gen_prompt): "

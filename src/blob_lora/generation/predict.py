@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ..data.batching import batch_seed, global_batches
 from ..data.examples import GenerationExample
 from ..errors import ConfigError
+from ..run.config import GEN_PROMPTS
 from ..schema import settings
 from ..schema.types import Positive, PositiveFloat, Probability
 from .decode import decoding_noise_outputs, mean_output, sample_outputs
@@ -38,7 +39,7 @@ class DecodeSettings:
     max_new_tokens: Positive = 64
     num_beams: Positive = 1
     sampler: Literal[SAMPLERS] = "weights"
-    prompt: Literal["sampled", "shared"] = "sampled"  # how weight samples read the prompt
+    prompt: Literal[GEN_PROMPTS] = "sampled"  # how weight samples read the prompt
     temperature: PositiveFloat = 1.0
     top_p: Probability = 1.0
     batch_size: Positive = 16

@@ -17,8 +17,7 @@ import torch.nn.functional as F
 
 def flip(t: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
     """`t` times the signs (True is +1), bit for bit as with float signs (a product with
-    +-1 is exact), through int8 signs: one byte a sign instead of a float, about 4x faster on a CPU (bench note in
-    the module doc)."""
+    +-1 is exact), through int8 signs: a byte a sign, about 4x faster on a CPU (module doc)."""
     return t * (flips.to(torch.int8) * 2 - 1)
 
 
