@@ -28,15 +28,17 @@ from blob_lora.tasks import build_task, last_token_index
 OUT = Path(__file__).parent / "results"
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    return (
-        f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, {platform.system()}"
-    )
+    return f"{cpu}, {_threads(torch.get_num_threads())}, torch {torch.__version__}, {platform.system()}"
 
 
 def full_logits_scores(model, batch):

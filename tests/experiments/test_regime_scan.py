@@ -58,7 +58,7 @@ def _committed_curve(task: str) -> list[dict]:
     import json
 
     rows = json.loads((regime_scan.RESULTS / "regime.json").read_text())
-    return next(r["curve"] for r in rows if r["dataset"] == task)
+    return next(r["curve"] for r in rows if r["dataset"] == task and not r.get("long_scan"))
 
 
 def test_the_overconfident_budget_is_the_best_accuracy_where_ece_has_doubled_past_8():
@@ -74,3 +74,34 @@ def test_the_overconfident_budget_is_the_best_accuracy_where_ece_has_doubled_pas
     # an ECE past 8 that has not doubled from the scan's lowest does not count
     points = [{"step": s, "acc": 80.0, "ece": e} for s, e in [(100, 5.0), (200, 9.0)]]
     assert regime_scan.overconfident_budget(points, earliest=100) is None
+
+
+def test_a_long_scan_is_its_own_job_and_folder_beside_the_first():
+    jobs = regime_scan.jobs(["trec:long"])
+    assert jobs == [("trec", 1e-3, True)]
+    assert ("trec", 1e-3, False) in regime_scan.jobs(["trec"])
+    assert ("trec", 1e-3, True) not in regime_scan.jobs(["trec"])
+    long_dir, first_dir = (
+        regime_scan.scan_dir("trec", 1e-3, True),
+        regime_scan.scan_dir("trec", 1e-3),
+    )
+    assert long_dir != first_dir and long_dir.parent == first_dir.parent
+    cmd = " ".join(regime_scan.command("trec", 1e-3, long=True))
+    steps, every = regime_scan.LONG_SCANS["trec"]
+    assert f"max_steps={steps}" in cmd and f"eval_every={every}" in cmd
+    assert str(long_dir) in cmd
+
+
+def test_a_long_scan_row_takes_its_overconfident_budget_from_its_own_curve():
+    # calibrated early (ECE 2), overconfident late: the late step with ECE >= 8 and the best ACC
+    curve = [(250, 80.0, 9.0, 0.60), (500, 90.0, 2.0, 0.30), (750, 91.0, 3.0, 0.29),
+             (1000, 92.0, 8.5, 0.33), (1250, 91.5, 10.0, 0.36)]  # fmt: skip
+    points = [
+        {"step": s, "acc": a, "ece": e, "nll": n, "majority_acc": 22.7} for s, a, e, n in curve
+    ]
+    row = regime_scan.scan_row("trec", 1e-3, True, points, [("minilm", "trec", "oc-minilm", 1000)])
+    assert row["long_scan"] is True and row["scan_steps"] == regime_scan.LONG_SCANS["trec"][0]
+    assert row["steps"] == 750  # the first within 1 point of 92.0, past the lowest NLL (0.29)
+    assert row["overconfident"]["step"] == 1000 and row["overconfident"]["min_ece"] == 2.0
+    assert row["table"] == [{"tier": "oc-minilm", "steps": 1000}]
+    assert regime_scan._md_row(row).startswith("| trec (long scan) | 0.001 |")
