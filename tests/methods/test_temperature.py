@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -155,3 +156,61 @@ def test_blob_ts_fits_one_temperature_per_n(tmp_path):
     assert set(rows) == {0, 3}
     assert rows[0]["temperature"] != rows[3]["temperature"]
     assert rows[3]["mean_mi"] > 0  # the samples still disagree (untempered)
+
+
+def _predict_calls(monkeypatch) -> list[str]:
+    """The evaluation sets a run predicts itself (not mapped from its source's)."""
+    from blob_lora.run.evaluate import Evaluator
+
+    calls, predict = [], Evaluator.predict
+
+    def counted(self, examples, n, desc="eval"):
+        calls.append(f"{desc} N={n}")
+        return predict(self, examples, n, desc)
+
+    monkeypatch.setattr(Evaluator, "predict", counted)
+    return calls
+
+
+def test_blob_ts_maps_its_sources_saved_predictions_exactly_as_predicting_again(
+    tmp_path, monkeypatch
+):
+    from safetensors.torch import load_file
+
+    import blob_lora.run.evaluate as evaluate
+    from blob_lora.run.runner import Runner
+
+    both = {"eval_samples": [0, 3], "eval_datasets": ["mrpc", "trec"]}  # trec: foreign labels
+    Runner(_cfg(tmp_path, "blob", method="blob", **both)).train()
+    post_hoc = {"method": "blob-ts", "max_steps": 0, "init_from": str(tmp_path / "blob")}
+    calls = _predict_calls(monkeypatch)
+    mapped = Runner(_cfg(tmp_path, "mapped", **post_hoc, **both)).train()["results"]
+    assert calls == []  # every set at every N came from the blob run's predictions
+    monkeypatch.setattr(evaluate, "source_predictions", lambda *a: None)
+    again = Runner(_cfg(tmp_path, "again", **post_hoc, **both)).train()["results"]
+    assert len(calls) == 6  # 3 sets x 2 N, predicted again
+    assert mapped == again
+    for f in sorted((tmp_path / "again" / "predictions").iterdir()):
+        ours, theirs = load_file(f), load_file(tmp_path / "mapped" / "predictions" / f.name)
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), f.name
+
+
+def test_blob_ts_predicts_again_where_its_source_evaluated_otherwise(tmp_path, monkeypatch):
+    from blob_lora.run.runner import Runner
+
+    Runner(_cfg(tmp_path, "blob", method="blob", eval_samples=[0, 3])).train()
+    post_hoc = {"method": "blob-ts", "max_steps": 0, "init_from": str(tmp_path / "blob")}
+    calls = _predict_calls(monkeypatch)
+    # other evaluation rows: the saved predictions are not this run's
+    Runner(_cfg(tmp_path, "rows", **post_hoc, eval_limit=10, eval_samples=[0, 3])).train()
+    assert calls == ["eval rte N=0", "eval rte N=3"]
+    # an N the source never evaluated is predicted; the others are mapped
+    calls.clear()
+    Runner(_cfg(tmp_path, "n5", **post_hoc, eval_samples=[0, 5])).train()
+    assert calls == ["eval rte N=5"]
+    # an adapter newer than its predictions (trained further since)
+    calls.clear()
+    weights = next((tmp_path / "blob" / "adapter").iterdir())
+    os.utime(weights, (weights.stat().st_atime, weights.stat().st_mtime + 60))
+    Runner(_cfg(tmp_path, "newer", **post_hoc, eval_samples=[0, 3])).train()
+    assert calls == ["eval rte N=0", "eval rte N=3"]

@@ -135,6 +135,13 @@ class Method:
         """Hook for post-hoc methods; returns the model that predicts (may be new)."""
         return model
 
+    def map_source_predictive(
+        self, model: BlobModel, probs: torch.Tensor, n_samples: int
+    ) -> torch.Tensor | None:
+        """A post-hoc method's predictive at N as a fixed map of its source run's (which the
+        evaluation then reuses, `run.reuse`), or None: it must predict again."""
+        return None
+
     def row_extras(self, model: BlobModel, n_samples: int) -> dict[str, float]:
         """What a results row of this N reports beyond the metrics (e.g. a fitted
         temperature); nothing by default."""

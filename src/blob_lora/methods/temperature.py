@@ -19,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..adapter_model import BlobModel
 from ..data.batching import batch_seed
@@ -107,6 +109,12 @@ class TemperatureScaled(Method):
         probs, samples = super().predict(model, class_logits, n_samples)
         return temper(probs, model.method_state.temperature(n_samples)), samples
 
+    def map_source_predictive(
+        self, model: BlobModel, probs: torch.Tensor, n_samples: int
+    ) -> torch.Tensor | None:
+        """The source's weights and noise, tempered: exactly `predict`'s output."""
+        return temper(probs, model.method_state.temperature(n_samples))
+
     def row_extras(self, model: BlobModel, n_samples: int) -> dict[str, float]:
         state = model.method_state
         return {"temperature": state.temperature(n_samples)} if state else {}
@@ -119,6 +127,14 @@ def _calib_predictive(
     """(log predictive, labels) of the held-out rows; batch k's noise from its own seed,
     as in evaluation, so the fit is reproducible and leaves the global stream alone."""
     log_probs, labels = [], []
+    bar = tqdm(
+        total=context.n_calib,
+        desc=f"fit T on held-out rows N={n_samples}",
+        unit="ex",
+        disable=dist.is_initialized() and dist.get_rank() != 0,
+        dynamic_ncols=True,
+        leave=False,
+    )
     for k, batch in enumerate(context.calib_batches()):
         devices = [batch["labels"].device] if batch["labels"].is_cuda else []
         with torch.random.fork_rng(devices=devices):
@@ -126,6 +142,8 @@ def _calib_predictive(
             probs = predictive_probs(model, lambda b=batch: context.class_logits(b), n_samples)
         log_probs.append(probs.double().clamp_min(1e-300).log().cpu())
         labels.append(batch["labels"].cpu())
+        bar.update(len(batch["labels"]))
+    bar.close()
     return torch.cat(log_probs), torch.cat(labels)
 
 

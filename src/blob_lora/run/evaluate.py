@@ -19,6 +19,7 @@ from ..posterior_stats import SAME_PROBS_TOL, sigma_stats
 from .config import RunConfig
 from .context import RunContext
 from .files import dataset_label, write_json
+from .reuse import source_predictions
 from .setup import eval_subset_seed
 
 
@@ -134,7 +135,15 @@ class Evaluator:
             examples = [dataclasses.replace(e, label=0) for e in examples]
         rows, at_mean = [], None
         for n in samples:
-            probs, labels, mi = self.predict(examples, n, desc=f"eval {dataset_label(name)}")
+            reused = None
+            if tag == "final":
+                ys = [-1 if foreign else e.label for e in examples]
+                reused = source_predictions(ctx, name, n, ys)
+            if reused is not None:
+                probs, labels, mi = reused
+                ctx.say(f"{name} N={n}: the source run's predictions, mapped (not predicted again)")
+            else:
+                probs, labels, mi = self.predict(examples, n, desc=f"eval {dataset_label(name)}")
             if not ctx.main:
                 continue
             # how much the samples disagree: whether the posterior reaches the predictions
