@@ -105,3 +105,16 @@ def test_a_long_scan_row_takes_its_overconfident_budget_from_its_own_curve():
     assert row["overconfident"]["step"] == 1000 and row["overconfident"]["min_ece"] == 2.0
     assert row["table"] == [{"tier": "oc-minilm", "steps": 1000}]
     assert regime_scan._md_row(row).startswith("| trec (long scan) | 0.001 |")
+
+
+def test_a_scan_still_running_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(regime_scan, "RUNS", tmp_path)
+    monkeypatch.setattr(regime_scan.kept, "where", lambda out: out)
+    out = regime_scan.scan_dir("trec", 1e-3, long=True)
+    out.mkdir(parents=True)
+    (out / "eval_log.jsonl").write_text('{"step": 250, "acc": 48.3, "ece": 24.9, "nll": 1.46}\n')
+    assert regime_scan.curve("trec", 1e-3, long=True) == []
+    (out / "results-final.json").write_text(
+        '[{"steps": 500, "acc": 85.0, "ece": 10.4, "nll": 0.54}]'
+    )
+    assert [p["step"] for p in regime_scan.curve("trec", 1e-3, long=True)] == [250, 500]
