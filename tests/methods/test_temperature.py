@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
@@ -196,6 +195,9 @@ def test_blob_ts_maps_its_sources_saved_predictions_exactly_as_predicting_again(
 
 
 def test_blob_ts_predicts_again_where_its_source_evaluated_otherwise(tmp_path, monkeypatch):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
     from blob_lora.run.runner import Runner
 
     Runner(_cfg(tmp_path, "blob", method="blob", eval_samples=[0, 3])).train()
@@ -208,9 +210,30 @@ def test_blob_ts_predicts_again_where_its_source_evaluated_otherwise(tmp_path, m
     calls.clear()
     Runner(_cfg(tmp_path, "n5", **post_hoc, eval_samples=[0, 5])).train()
     assert calls == ["eval rte N=5"]
-    # an adapter newer than its predictions (trained further since)
+    # a run that trains on from the source: its own weights, predicted
     calls.clear()
-    weights = next((tmp_path / "blob" / "adapter").iterdir())
-    os.utime(weights, (weights.stat().st_atime, weights.stat().st_mtime + 60))
-    Runner(_cfg(tmp_path, "newer", **post_hoc, eval_samples=[0, 3])).train()
+    Runner(_cfg(tmp_path, "further", **post_hoc | {"max_steps": 2}, eval_samples=[0, 3])).train()
     assert calls == ["eval rte N=0", "eval rte N=3"]
+    # predictions made by another adapter than the source's own now (trained again since),
+    # or with no fingerprint (written before there were any)
+    preds = tmp_path / "blob" / "predictions" / "final-rte-N3.safetensors"
+    with safe_open(str(preds), "pt") as f:
+        made_by = f.metadata()
+    for k, metadata in enumerate((made_by | {"adapter": "{}"}, None)):
+        calls.clear()
+        save_file(load_file(preds), str(preds), metadata=metadata)
+        Runner(_cfg(tmp_path, f"old{k}", **post_hoc, eval_samples=[0, 3])).train()
+        assert calls == ["eval rte N=3"]
+    save_file(load_file(preds), str(preds), metadata=made_by)
+    calls.clear()
+    Runner(_cfg(tmp_path, "restored", **post_hoc, eval_samples=[0, 3])).train()
+    assert calls == []
+
+
+def test_tempering_keeps_a_padded_answer_at_zero_so_padding_commutes_with_it():
+    probs = torch.tensor([[0.7, 0.2, 0.1, 0.0], [0.5, 0.3, 0.15, 0.05]])
+    for t in (0.5, 2.0, 10.0, 50.0):
+        out = temper(probs, t)
+        assert out[0, 3] == 0.0
+        assert torch.equal(out[0, :3], temper(probs[:1, :3], t)[0])
+        assert torch.allclose(out.sum(-1), torch.ones(2, dtype=out.dtype))

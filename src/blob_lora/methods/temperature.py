@@ -57,10 +57,11 @@ def fit_temperature(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def temper(probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``softmax(log p / T)``: the predictive at temperature T (T=1 returns p as it is)."""
+    """``softmax(log p / T)``: the predictive at temperature T (T=1 returns p as it is).
+    A zero stays zero: an answer a question does not have (padding) gets no mass at any T."""
     if temperature == 1.0:
         return probs
-    return torch.softmax(probs.double().clamp_min(1e-300).log() / temperature, -1).to(probs.dtype)
+    return torch.softmax(probs.double().log() / temperature, -1).to(probs.dtype)
 
 
 @dataclass
@@ -131,19 +132,19 @@ def _calib_predictive(
         total=context.n_calib,
         desc=f"fit T on held-out rows N={n_samples}",
         unit="ex",
-        disable=dist.is_initialized() and dist.get_rank() != 0,
+        disable=dist.is_available() and dist.is_initialized() and dist.get_rank() != 0,
         dynamic_ncols=True,
         leave=False,
     )
-    for k, batch in enumerate(context.calib_batches()):
-        devices = [batch["labels"].device] if batch["labels"].is_cuda else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(batch_seed(context.seed, k))
-            probs = predictive_probs(model, lambda b=batch: context.class_logits(b), n_samples)
-        log_probs.append(probs.double().clamp_min(1e-300).log().cpu())
-        labels.append(batch["labels"].cpu())
-        bar.update(len(batch["labels"]))
-    bar.close()
+    with bar:
+        for k, batch in enumerate(context.calib_batches()):
+            devices = [batch["labels"].device] if batch["labels"].is_cuda else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(batch_seed(context.seed, k))
+                probs = predictive_probs(model, lambda b=batch: context.class_logits(b), n_samples)
+            log_probs.append(probs.double().clamp_min(1e-300).log().cpu())
+            labels.append(batch["labels"].cpu())
+            bar.update(len(batch["labels"]))
     return torch.cat(log_probs), torch.cat(labels)
 
 

@@ -19,7 +19,7 @@ from ..posterior_stats import SAME_PROBS_TOL, sigma_stats
 from .config import RunConfig
 from .context import RunContext
 from .files import dataset_label, write_json
-from .reuse import source_predictions
+from .reuse import fingerprint, source_predictions
 from .setup import eval_subset_seed
 
 
@@ -135,13 +135,9 @@ class Evaluator:
             examples = [dataclasses.replace(e, label=0) for e in examples]
         rows, at_mean = [], None
         for n in samples:
-            reused = None
-            if tag == "final":
-                ys = [-1 if foreign else e.label for e in examples]
-                reused = source_predictions(ctx, name, n, ys)
+            reused = self._reused(name, n, tag, examples)
             if reused is not None:
                 probs, labels, mi = reused
-                ctx.say(f"{name} N={n}: the source run's predictions, mapped (not predicted again)")
             else:
                 probs, labels, mi = self.predict(examples, n, desc=f"eval {dataset_label(name)}")
             if not ctx.main:
@@ -153,7 +149,7 @@ class Evaluator:
                 row = self._foreign_row(name, n, probs, len(labels), bayes, foreign)
                 rows.append(row | spread)
                 if write:
-                    self._write_eval(name, n, probs, labels, mi, tag, plot=False)
+                    self._write_eval(name, n, (probs, labels, mi), tag, examples, plot=False)
                 continue
             if n == 0:
                 at_mean = probs
@@ -172,8 +168,30 @@ class Evaluator:
                 }
             )
             if write:
-                self._write_eval(name, n, probs, labels, mi, tag)
+                self._write_eval(name, n, (probs, labels, mi), tag, examples)
         return rows
+
+    def _reused(
+        self, name: str, n: int, tag: str, examples: list
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The run's final predictions of a set mapped from its source run's (`run.reuse`),
+        or None. The main process decides for all: the others then predict or skip with it,
+        so every process takes part in the same passes."""
+        ctx = self.ctx
+        if tag != "final":
+            return None
+        reused = source_predictions(ctx, name, n, examples) if ctx.main else None
+        decided = [reused is not None]
+        if ctx.acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(decided)
+        if not decided[0]:
+            return None
+        if ctx.main:
+            ctx.say(f"eval {dataset_label(name)} N={n}: the source run's predictions, mapped")
+            return reused
+        return torch.zeros(0), torch.zeros(0), torch.zeros(0)  # skipped off the main process
 
     def _foreign_row(
         self, name: str, n: int, probs: torch.Tensor, count: int, bayes: dict | None, why: str
@@ -248,23 +266,24 @@ class Evaluator:
         self,
         name: str,
         n: int,
-        probs: torch.Tensor,
-        labels: torch.Tensor,
-        mi: torch.Tensor,
+        predicted: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
         tag: str,
+        examples: list,
         plot: bool = True,
     ) -> None:
-        """Reliability diagram + the raw predictions (for OOD-detection AUROC later)."""
+        """Reliability diagram + the raw predictions (for OOD-detection AUROC later), with
+        a fingerprint of what made them (so a post-hoc run may reuse them, `run.reuse`)."""
         from ..report.reliability import plot_reliability
 
+        probs, labels, mi = predicted
         safe = dataset_label(name)
         pred_dir = self.ctx.files.predictions
         pred_dir.mkdir(parents=True, exist_ok=True)
         final = pred_dir / f"{tag}-{safe}-N{n}.safetensors"
+        tensors = {"probs": probs.contiguous(), "labels": labels, "mutual_information": mi}
+        made_by = fingerprint(self.ctx, examples, self.ctx.files.adapter)
         with atomic_path(final) as tmp:
-            save_file(
-                {"probs": probs.contiguous(), "labels": labels, "mutual_information": mi}, str(tmp)
-            )
+            save_file(tensors, str(tmp), metadata=made_by)
         if not plot:  # no labels to be reliable against
             return
         plot_reliability(
