@@ -183,6 +183,22 @@ def finalists(task: str) -> list[str]:
     return ["mle", "ts", *sorted(near), f"{TS_ON}{chosen}"]
 
 
+def pending() -> list[str]:
+    """What the rule still needs before it may choose (rules 4 and 5): every task's seed 0
+    of every setting, then its finalists' seeds 1 and 2."""
+    out = []
+    for task, settings in TASK_SETTINGS.items():
+        have = {(name, r["seed"]) for (name, _), rs in results(task).items() for r in rs}
+        first = [n for n in ("mle", "ts", *settings) if (n, 0) not in have]
+        if first:
+            out.append(f"{task} seed 0 of {', '.join(first)}")
+            continue
+        later = [f"{n} seed {s}" for n in finalists(task) for s in SEEDS[1:] if (n, s) not in have]
+        if later:
+            out.append(f"{task} {', '.join(later)}")
+    return out
+
+
 def product_default(choices: dict[str, dict]) -> str | None:
     """Rule 5 across tasks: None when no setting is eligible on every task."""
     picked = {c["chosen"]["setting"] for c in choices.values() if c["chosen"]}
@@ -211,14 +227,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         choices[task] = choose(rows)
         points[task] = rows
         md += _task_lines(task, choices[task], rows)
-    default = product_default(choices) if choices else None
-    md += [
-        "",
-        f"**Product default by the rule:** {default or 'unchanged (none eligible everywhere)'}",
-    ]
+    missing = pending()
+    default = product_default(choices) if choices and not missing else None
+    if missing:
+        verdict = "not chosen yet: the rule still needs " + "; ".join(missing)
+    else:
+        verdict = default or "unchanged (none eligible everywhere)"
+    md += ["", f"**Product default by the rule:** {verdict}"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "tradeoff.json").write_text(
-        json.dumps({"choices": choices, "default": default}, indent=1) + "\n"
+        json.dumps({"choices": choices, "default": default, "pending": missing}, indent=1) + "\n"
     )
     head = (__doc__ or "").split("\n\n", 3)
     (RESULTS / "tradeoff.md").write_text(

@@ -73,3 +73,25 @@ def test_every_planned_run_is_a_valid_config_on_the_dev_carve(monkeypatch):
          tradeoff.command("mrpc", "sigma-only", 0)[i - 1] == "--set"],
     )  # fmt: skip
     assert sigma_only.kl_on_means is False and sigma_only.method == "blob"
+
+
+def test_no_default_is_named_until_every_seed_the_rule_needs_has_run(monkeypatch):
+    monkeypatch.setattr(tradeoff, "TASK_SETTINGS", {"mrpc": ("default", "authors")})
+    table = {
+        ("mle", 0): [(0, 75.0, 9.0, 0.55)],
+        ("ts", 0): [(0, 75.0, 3.0, 0.50)],
+        ("default", 10): [(0, 75.0, 6.0, 0.500)],
+    }
+    monkeypatch.setattr(tradeoff, "results", lambda task: _rows(table))
+    assert tradeoff.pending() == ["mrpc seed 0 of authors"]
+    table[("authors", 10)] = [(0, 72.0, 4.0, 0.495)]  # ineligible: 3 points below MLE
+    # default is chosen on seed 0; its finalists (and MLE, TS, and BLoB + TS) need seeds 1-2
+    assert tradeoff.finalists("mrpc") == ["mle", "ts", "default", "blob-ts-default"]
+    assert tradeoff.pending() == [
+        "mrpc mle seed 1, mle seed 2, ts seed 1, ts seed 2, default seed 1, default seed 2, "
+        "blob-ts-default seed 1, blob-ts-default seed 2"
+    ]
+    for name in ("mle", "ts", "default", "blob-ts-default"):
+        n = 10 if name in ("default", "blob-ts-default") else 0
+        table.setdefault((name, n), []).extend([(1, 75.0, 6.0, 0.5), (2, 75.0, 6.0, 0.5)])
+    assert tradeoff.pending() == []
