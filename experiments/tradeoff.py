@@ -220,14 +220,14 @@ def product_default(choices: dict[str, dict]) -> str | None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     choices, md, points = {}, [], {}
+    missing = pending()
     for task in TASK_SETTINGS:
         rows = results(task)
         if not rows:
             continue
         choices[task] = choose(rows)
         points[task] = rows
-        md += _task_lines(task, choices[task], rows)
-    missing = pending()
+        md += _task_lines(task, choices[task], rows, final=not missing)
     default = product_default(choices) if choices and not missing else None
     if missing:
         verdict = "not chosen yet: the rule still needs " + "; ".join(missing)
@@ -249,7 +249,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_lines(task: str, choice: dict, rows: dict) -> list[str]:
+def _task_lines(task: str, choice: dict, rows: dict, final: bool = True) -> list[str]:
     lines = [
         "",
         f"## {task} (dev carve, {budget(task)} steps)",
@@ -258,7 +258,7 @@ def _task_lines(task: str, choice: dict, rows: dict) -> list[str]:
         "|---|---:|---|---:|---:|---:|---|",
     ]
     for c in sorted(choice["candidates"], key=lambda c: c["nll"]):
-        mark = " **(chosen)**" if c is choice["chosen"] else ""
+        mark = (" **(chosen)**" if final else " (leads so far)") if c is choice["chosen"] else ""
         lines.append(
             f"| {c['setting']}{mark} | {c['n']} | {','.join(map(str, c['seeds']))} | "
             f"{c['acc']:.2f} | {c['ece']:.2f} | {c['nll']:.4f} | "
@@ -276,8 +276,8 @@ def _task_lines(task: str, choice: dict, rows: dict) -> list[str]:
 
 
 def _plot(points: dict, path: Path) -> None:
-    """ACC against ECE per task: every setting at N=10 (filled) and N=0 (hollow), MLE and
-    TS marked."""
+    """ACC against ECE per task: each setting in a colour of its own, filled at N=10 and
+    hollow at N=0; MLE and TS marked; the legend names them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,20 +287,30 @@ def _plot(points: dict, path: Path) -> None:
 
     if not points:
         return
-    fig, axes = plt.subplots(1, len(points), figsize=(6 * len(points), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(points), figsize=(7.5 * len(points), 5), squeeze=False)
     for ax, (task, rows) in zip(axes[0], points.items(), strict=True):
+        names = sorted({name for name, _ in rows} - set(BASELINES))
+        palette = [plt.get_cmap("tab20")(i) for i in range(20) if i not in (6, 7, 14, 15)]
+        colours = {name: palette[i % len(palette)] for i, name in enumerate(names)}  # no red, grey
+        colours |= {"mle": "black", "ts": "tab:red"}
         for (name, n), runs in sorted(rows.items()):
             acc = statistics.fmean(r["acc"] for r in runs)
             ece = statistics.fmean(r["ece"] for r in runs)
-            style = {"mle": ("s", "black"), "ts": ("D", "tab:red")}.get(name)
-            marker, color = style or ("o", None)
-            face = color if n else "none"
-            ax.scatter(ece, acc, marker=marker, color=color, facecolors=face, s=40)
-            ax.annotate(f"{name}" + (f" N={n}" if n else ""), (ece, acc), fontsize=7)
-        ax.set(title=task, xlabel="dev ECE %", ylabel="dev ACC %")
+            marker = {"mle": "s", "ts": "D"}.get(name, "*" if name.startswith(TS_ON) else "o")
+            colour = colours[name]
+            label = name + (f" N={n}" if name not in BASELINES else "")
+            face = colour if n or name in BASELINES else "none"
+            ax.scatter(ece, acc, marker=marker, edgecolors=colour, facecolors=face, s=55,
+                       linewidths=1.5, label=label)  # fmt: skip
+        if ("mle", 0) in rows:
+            bar = statistics.fmean(r["acc"] for r in rows[("mle", 0)]) - ACC_GUARD
+            ax.axhline(bar, color="grey", linestyle="--", linewidth=0.8, label="MLE ACC - 1")
+        ax.set(title=f"{task} (dev; filled N=10, hollow N=0)", xlabel="dev ECE %",
+               ylabel="dev ACC %")  # fmt: skip
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
