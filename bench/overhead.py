@@ -369,15 +369,9 @@ def run_probe_subprocess(
 
 # -- main benchmark ---------------------------------------------------------------------
 def machine_description(device: torch.device) -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from blob_lora.machine import cpu_name
+
+    cpu = cpu_name() or platform.processor() or "cpu"
     desc = f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     if device.type == "cuda":
         desc += f", {torch.cuda.get_device_name(device)}"

@@ -21,6 +21,7 @@ import torch
 
 from blob_lora import get_blob_model
 from blob_lora.data import load_examples
+from blob_lora.machine import cpu_name
 from blob_lora.methods import get_method
 from blob_lora.models import load_model
 from blob_lora.tasks import build_task, last_token_index
@@ -33,11 +34,7 @@ def _threads(n: int) -> str:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_name() or "unknown CPU"
     return f"{cpu}, {_threads(torch.get_num_threads())}, torch {torch.__version__}, {platform.system()}"
 
 

@@ -18,10 +18,10 @@ import os
 import platform
 import subprocess
 from datetime import date
-from pathlib import Path
 
 from bench.table_plan import ROOT, Run, load_tier, task_settings
 from blob_lora.atomic import write_text_atomic
+from blob_lora.machine import cpu_name
 
 
 def read_record(run: Run) -> dict | None:
@@ -73,9 +73,5 @@ def provenance() -> dict:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_name() or platform.processor() or "unknown CPU"
     return f"{cpu}, {os.cpu_count()} cores"

@@ -26,15 +26,9 @@ def measured_on(threads: int | None = 1) -> str:
     import platform
     from datetime import date
 
-    cpu = platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
+    from blob_lora.machine import cpu_name
+
+    cpu = cpu_name() or platform.machine()
     per_run = {None: "", 1: ", one thread per run"}.get(threads, f", {threads} threads per run")
     return f"Measured on {cpu}, {os.cpu_count()} cores{per_run}; {date.today()}."
 

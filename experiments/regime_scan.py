@@ -38,6 +38,7 @@ The last column is the budget the paper table trains (its tiers in configs/table
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -165,6 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+@functools.cache  # a dataset load; the report asks per scan
 def _majority(task: str) -> float:
     from blob_lora.data import load_examples
 
@@ -172,6 +174,7 @@ def _majority(task: str) -> float:
     return 100.0 * max(Counter(labels).values()) / len(labels)
 
 
+@functools.cache  # a dataset load; the report asks per scan
 def _n_train(task: str) -> int:
     from blob_lora.data import load_examples
 

@@ -167,9 +167,11 @@ def choose(rows: dict[tuple[str, int], list[dict]]) -> dict:
     return {"candidates": candidates, "chosen": chosen}
 
 
-def finalists(task: str) -> list[str]:
-    """Settings to run on seeds 1 and 2 (rule 4), from the seed-0 results."""
-    seed0 = {k: [r for r in v if r["seed"] == 0] for k, v in results(task).items()}
+def finalists(task: str, rows: dict | None = None) -> list[str]:
+    """Settings to run on seeds 1 and 2 (rule 4), from the seed-0 results (`rows`: the
+    task's results, when already read)."""
+    rows = results(task) if rows is None else rows
+    seed0 = {k: [r for r in v if r["seed"] == 0] for k, v in rows.items()}
     picked = choose({k: v for k, v in seed0.items() if v})
     if picked["chosen"] is None:
         return ["mle", "ts"]
@@ -183,17 +185,21 @@ def finalists(task: str) -> list[str]:
     return ["mle", "ts", *sorted(near), f"{TS_ON}{chosen}"]
 
 
-def pending() -> list[str]:
+def pending(by_task: dict[str, dict] | None = None) -> list[str]:
     """What the rule still needs before it may choose (rules 4 and 5): every task's seed 0
-    of every setting, then its finalists' seeds 1 and 2."""
+    of every setting, then its finalists' seeds 1 and 2 (`by_task`: results already read)."""
+    by_task = by_task or {task: results(task) for task in TASK_SETTINGS}
     out = []
     for task, settings in TASK_SETTINGS.items():
-        have = {(name, r["seed"]) for (name, _), rs in results(task).items() for r in rs}
+        rows = by_task[task]
+        have = {(name, r["seed"]) for (name, _), rs in rows.items() for r in rs}
         first = [n for n in ("mle", "ts", *settings) if (n, 0) not in have]
         if first:
             out.append(f"{task} seed 0 of {', '.join(first)}")
             continue
-        later = [f"{n} seed {s}" for n in finalists(task) for s in SEEDS[1:] if (n, s) not in have]
+        later = [
+            f"{n} seed {s}" for n in finalists(task, rows) for s in SEEDS[1:] if (n, s) not in have
+        ]
         if later:
             out.append(f"{task} {', '.join(later)}")
     return out
@@ -220,9 +226,9 @@ def product_default(choices: dict[str, dict]) -> str | None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     choices, md, points = {}, [], {}
-    missing = pending()
-    for task in TASK_SETTINGS:
-        rows = results(task)
+    by_task = {task: results(task) for task in TASK_SETTINGS}
+    missing = pending(by_task)
+    for task, rows in by_task.items():
         if not rows:
             continue
         choices[task] = choose(rows)

@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 
 from ..adapter_io import CONFIG_FILE, SHA256_KEY
 from ..errors import BlobLoraError
+from ..machine import cpu_name
 from .config import RunConfig
 from .context import RunContext
 from .files import RUN_CONFIG, as_saved, dataset_label
@@ -58,7 +59,7 @@ def source_predictions(
         return None
     source = Path(cfg.init_from)
     preds = source / "predictions" / f"final-{dataset_label(name)}-N{n}.safetensors"
-    if not (_same_settings(cfg, source, method.post_hoc_of) and preds.is_file()):
+    if not (preds.is_file() and _same_settings(cfg, source, method.post_hoc_of)):
         return None
     try:
         with safe_open(str(preds), "pt") as f:
@@ -111,12 +112,4 @@ def _device_name(device: torch.device) -> str:
     """The device and its model: other hardware rounds (and draws noise) differently."""
     if device.type == "cuda":
         return f"cuda {torch.cuda.get_device_name(device)}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{device.type} {cpu}"
+    return f"{device.type} {cpu_name() or platform.processor() or platform.machine()}"
