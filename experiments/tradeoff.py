@@ -50,6 +50,7 @@ CALIB = 0.2
 ACC_GUARD = 1.0  # points below MLE a candidate may lose (rule 2)
 NLL_TIE = 0.005  # rule 3
 FINALIST_NLL = 0.01  # rule 4
+FINALIST_ACC = 1.5  # rule 4: points below the accuracy bar (MLE - ACC_GUARD) a finalist may be
 SEEDS = (0, 1, 2)
 # setting: run-config overrides of a BLoB run on the product defaults
 SETTINGS = {
@@ -179,7 +180,7 @@ def finalists(task: str, rows: dict | None = None) -> list[str]:
     near = {
         c["setting"]
         for c in picked["candidates"]
-        if c["nll"] <= bar and c["acc"] >= c["mle_acc"] - ACC_GUARD - 0.5
+        if c["nll"] <= bar and c["acc"] >= c["mle_acc"] - ACC_GUARD - FINALIST_ACC
     }
     chosen = picked["chosen"]["setting"]
     return ["mle", "ts", *sorted(near), f"{TS_ON}{chosen}"]

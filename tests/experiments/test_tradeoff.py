@@ -55,6 +55,18 @@ def test_the_product_default_is_chosen_everywhere_or_by_rank_sums():
     assert tradeoff.product_default({"mrpc": choice("a"), "rte-qa": choice("b")}) is None
 
 
+def test_finalists_are_near_in_nll_and_within_1_5_points_of_the_accuracy_bar():
+    # MLE 75: the bar is 74, so rule 4 keeps candidates down to 72.5 (not to 73.5)
+    rows = _rows({
+        ("mle", 0): [(0, 75.0, 9.0, 0.55)],
+        ("default", 10): [(0, 74.5, 5.0, 0.500)],  # chosen
+        ("beta-1", 10): [(0, 73.0, 4.0, 0.505)],  # 1 below the bar, 0.005 nats: a finalist
+        ("clock-1", 10): [(0, 72.4, 3.0, 0.490)],  # 1.6 below the bar: not one
+        ("authors", 0): [(0, 75.0, 6.0, 0.511)],  # 0.011 nats above the chosen: not one
+    })  # fmt: skip
+    assert tradeoff.finalists("mrpc", rows) == ["mle", "ts", "beta-1", "default", "blob-ts-default"]
+
+
 def test_every_planned_run_is_a_valid_config_on_the_dev_carve(monkeypatch):
     monkeypatch.setattr(tradeoff, "budget", lambda task: 1000)
     for task, settings in tradeoff.TASK_SETTINGS.items():
