@@ -52,6 +52,7 @@ RUNS = ROOT / "runs" / "regime"
 RESULTS = ROOT / "experiments" / "results"
 MARGIN = 5.0  # points above the majority class that make a task "learned"
 ACC_NEAR = 1.0  # ACC points: "as accurate as the scan gets"
+EPS = 1e-9  # a margin met exactly (63.01 against 64.01) counts as met
 NLL_NEAR = 0.01  # nats: "as low an NLL as the scan gets" (dev NLL wobbles by about this)
 OVERCONFIDENT_ECE = 8.0  # dev ECE % (and at least twice the scan's lowest): overconfident
 # the paper table's tiers: the budgets it trains, shown beside the ones chosen here
@@ -209,7 +210,7 @@ def table_budgets() -> list[tuple[str, str, str, int]]:
 def overconfident_budget(points: list[dict], earliest: int) -> dict | None:
     """The scan point of the overconfident budget (module doc), or None."""
     threshold = max(OVERCONFIDENT_ECE, 2 * min(p["ece"] for p in points))
-    late = [p for p in points if p["step"] >= earliest and p["ece"] >= threshold]
+    late = [p for p in points if p["step"] >= earliest and p["ece"] >= threshold - EPS]
     return max(late, key=lambda p: (p["acc"], p["step"])) if late else None
 
 
@@ -315,13 +316,14 @@ def choose_budget(
     """The budget's scan point, the lowest-NLL point, and whether the scan went past it.
 
     The budget is the first point within `near` of the best `score` (accuracy, or
-    ROUGE-L for generation), moved on to the first point within NLL_NEAR of the lowest
-    dev NLL when that comes later (`points` in step order)."""
+    ROUGE-L for generation) that is not before the first point within NLL_NEAR of the
+    lowest dev NLL (`points` in step order); where no point from there on comes that
+    near the best, that NLL point itself."""
     top = max(p[score] for p in points)
-    by_score = next(p for p in points if p[score] >= top - near)
     lowest_nll = min(points, key=lambda p: p["nll"])
-    by_nll = next(p for p in points if p["nll"] <= lowest_nll["nll"] + NLL_NEAR)
-    best = max(by_score, by_nll, key=lambda p: p["step"])
+    by_nll = next(p for p in points if p["nll"] <= lowest_nll["nll"] + NLL_NEAR + EPS)
+    later = (p for p in points if p["step"] >= by_nll["step"] and p[score] >= top - near - EPS)
+    best = next(later, by_nll)
     return best, lowest_nll, lowest_nll["step"] < points[-1]["step"]
 
 

@@ -23,6 +23,20 @@ def test_budget_moves_on_to_the_lowest_nll_when_accuracy_plateaus_first():
     assert (best["step"], lowest["step"], complete) == (700, 700, True)
 
 
+def test_budget_is_not_a_step_whose_accuracy_is_far_from_the_best():
+    # NLL is low enough from 200, but accuracy there is 5 points below the best: the budget
+    # is the first step from 200 on that is within a point of the best (300), not 200
+    points = _points([(100, 80.0, 0.50), (200, 75.0, 0.40), (300, 80.0, 0.405)])
+    best, lowest, complete = regime_scan.choose_budget(points)
+    assert (best["step"], lowest["step"], complete) == (300, 200, True)
+
+
+def test_a_margin_met_exactly_counts_despite_float_rounding():
+    # 64.01 - 1.0 > 63.01 in floating point
+    points = _points([(100, 63.01, 0.50), (200, 64.01, 0.55)])
+    assert regime_scan.choose_budget(points)[0]["step"] == 100
+
+
 def test_an_nll_within_a_hundredth_of_a_nat_of_the_lowest_is_low_enough():
     # the 1600-step TREC scan: ACC near its best from 900, NLL flat from 1000 (0.242) with
     # its lowest, 0.236, at 1300: the budget is 1000, not the wobble's minimum
