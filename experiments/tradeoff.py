@@ -30,6 +30,13 @@ THE RULE, written down on 2026-12-06 before any of these runs, and not changed a
 6. Temperature scaling (ts: MLE + T; blob-ts: the chosen setting + T, fitted on the held-out
    rows) is reported beside the choice and does not enter it: the README states whether
    the chosen BLoB beats TS on dev.
+
+Settled on 2026-12-07, where the text above leaves a case open, before any seed-1 run: rule
+4's re-application compares the candidates that ran all three seeds; "within 0.01 NLL" is
+either side of the chosen one; "within 1.5 points of the accuracy bar" is down to MLE - 2.5;
+with nothing eligible on seed 0 no finalist runs; blob-ts runs the final choice on all
+three seeds; a tie in rule 5's rank sums goes to the lower sum of NLLs; a margin met
+exactly counts (1e-9 of float slack).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from pathlib import Path
 
 from experiments import kept, regime_scan
 from experiments.dev_runs import measured_on, run_once, with_settings
+from experiments.regime_scan import EPS
 
 ROOT = regime_scan.ROOT
 RUNS = ROOT / "runs" / "tradeoff"
@@ -115,17 +123,26 @@ def command(task: str, name: str, seed: int) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Seed 0 of every setting and baseline, then the finalists' other seeds (rule 4)."""
+    """Seed 0 of every setting and baseline, then the finalists' other seeds (rule 4), then
+    BLoB + T on the current choice (rule 6), on every seed its setting has run."""
     failed = 0
     for task in args.tasks:
         for seed in args.seeds:
             names = ["mle", "ts", *TASK_SETTINGS[task]] if seed == 0 else finalists(task)
             for name in names:
-                need = name in ("mle", *TASK_SETTINGS[task])  # another run starts from it
-                out = out_dir(task, name, seed)
-                label = f"tradeoff {task} {name} seed {seed}"
-                failed += not run_once(label, command(task, name, seed), out, need_adapter=need)
+                failed += not _run(task, name, seed)
+        chosen = decision(results(task))["chosen"]
+        if chosen is not None:
+            for seed in SEEDS:
+                if kept.finished(out_dir(task, chosen["setting"], seed)):
+                    failed += not _run(task, f"{TS_ON}{chosen['setting']}", seed)
     return 1 if failed else 0
+
+
+def _run(task: str, name: str, seed: int) -> bool:
+    need = name in ("mle", *TASK_SETTINGS[task])  # another run starts from it
+    label = f"tradeoff {task} {name} seed {seed}"
+    return run_once(label, command(task, name, seed), out_dir(task, name, seed), need)
 
 
 def results(task: str) -> dict[tuple[str, int], list[dict]]:
@@ -157,38 +174,59 @@ def choose(rows: dict[tuple[str, int], list[dict]]) -> dict:
         mle_acc = statistics.fmean(r["acc"] for r in base)
         candidates.append(
             {"setting": name, "n": n, "seeds": seeds, **mean, "mle_acc": mle_acc,
-             "eligible": mean["acc"] >= mle_acc - ACC_GUARD}
+             "eligible": mean["acc"] >= mle_acc - ACC_GUARD - EPS}
         )  # fmt: skip
     eligible = [c for c in candidates if c["eligible"]]
     chosen = None
     if eligible:
         best = min(c["nll"] for c in eligible)
-        tied = [c for c in eligible if c["nll"] <= best + NLL_TIE]
+        tied = [c for c in eligible if c["nll"] <= best + NLL_TIE + EPS]
         chosen = min(tied, key=lambda c: (c["ece"], c["n"]))
     return {"candidates": candidates, "chosen": chosen}
 
 
 def finalists(task: str, rows: dict | None = None) -> list[str]:
-    """Settings to run on seeds 1 and 2 (rule 4), from the seed-0 results (`rows`: the
-    task's results, when already read)."""
-    rows = results(task) if rows is None else rows
-    seed0 = {k: [r for r in v if r["seed"] == 0] for k, v in rows.items()}
-    picked = choose({k: v for k, v in seed0.items() if v})
+    """The runs of seeds 1 and 2 (rule 4), from the seed-0 results (`rows`: the task's
+    results, when already read): MLE, TS and the settings near the seed-0 choice; none
+    when nothing was eligible on seed 0 (no choice, so nothing is near it)."""
+    return _finalists(results(task) if rows is None else rows)
+
+
+def _finalists(rows: dict) -> list[str]:
+    picked = choose(_on_seeds(rows, (0,)))
     if picked["chosen"] is None:
-        return ["mle", "ts"]
-    bar = picked["chosen"]["nll"] + FINALIST_NLL
+        return []
+    chosen = picked["chosen"]["nll"]
     near = {
         c["setting"]
         for c in picked["candidates"]
-        if c["nll"] <= bar and c["acc"] >= c["mle_acc"] - ACC_GUARD - FINALIST_ACC
+        if abs(c["nll"] - chosen) <= FINALIST_NLL + EPS
+        and c["acc"] >= c["mle_acc"] - ACC_GUARD - FINALIST_ACC - EPS
     }
-    chosen = picked["chosen"]["setting"]
-    return ["mle", "ts", *sorted(near), f"{TS_ON}{chosen}"]
+    return ["mle", "ts", *sorted(near)]
+
+
+def decision(rows: dict[tuple[str, int], list[dict]]) -> dict:
+    """The rule's choice as it stands: on seed 0 until every finalist has every seed, then
+    again on the three-seed means of the candidates that ran every seed (rule 4). Adds
+    `final` to `choose`'s answer."""
+    names = _finalists(rows)
+    have = {(name, r["seed"]) for (name, _), rs in rows.items() for r in rs}
+    if names and all((n, s) in have for n in names for s in SEEDS):
+        full = {k: v for k, v in rows.items() if sorted(r["seed"] for r in v) == list(SEEDS)}
+        return choose(full) | {"final": True}
+    return choose(_on_seeds(rows, (0,))) | {"final": not names}
+
+
+def _on_seeds(rows: dict, seeds: tuple[int, ...]) -> dict:
+    picked = {k: [r for r in v if r["seed"] in seeds] for k, v in rows.items()}
+    return {k: v for k, v in picked.items() if v}
 
 
 def pending(by_task: dict[str, dict] | None = None) -> list[str]:
-    """What the rule still needs before it may choose (rules 4 and 5): every task's seed 0
-    of every setting, then its finalists' seeds 1 and 2 (`by_task`: results already read)."""
+    """What the rule still needs before it may choose (rules 4-6): every task's seed 0 of
+    every setting, then its finalists' seeds 1 and 2, then BLoB + T of the choice on every
+    seed (`by_task`: results already read)."""
     by_task = by_task or {task: results(task) for task in TASK_SETTINGS}
     out = []
     for task, settings in TASK_SETTINGS.items():
@@ -198,9 +236,11 @@ def pending(by_task: dict[str, dict] | None = None) -> list[str]:
         if first:
             out.append(f"{task} seed 0 of {', '.join(first)}")
             continue
-        later = [
-            f"{n} seed {s}" for n in finalists(task, rows) for s in SEEDS[1:] if (n, s) not in have
-        ]
+        later = [f"{n} seed {s}" for n in _finalists(rows) for s in SEEDS[1:] if (n, s) not in have]
+        if not later:
+            chosen = decision(rows)["chosen"]
+            with_t = f"{TS_ON}{chosen['setting']}" if chosen else None
+            later = [f"{with_t} seed {s}" for s in SEEDS if with_t and (with_t, s) not in have]
         if later:
             out.append(f"{task} {', '.join(later)}")
     return out
@@ -212,17 +252,20 @@ def product_default(choices: dict[str, dict]) -> str | None:
     if len(picked) == 1 and all(c["chosen"] for c in choices.values()):
         return picked.pop()
     ranks: dict[str, list[int]] = {}
+    nlls: dict[str, float] = {}
     for choice in choices.values():
         eligible = sorted(
             (c for c in choice["candidates"] if c["eligible"]), key=lambda c: c["nll"]
         )
         best = {}
         for rank, c in enumerate(eligible, 1):
-            best.setdefault(c["setting"], rank)
+            if c["setting"] not in best:
+                best[c["setting"]] = rank
+                nlls[c["setting"]] = nlls.get(c["setting"], 0.0) + c["nll"]
         for setting, rank in best.items():
             ranks.setdefault(setting, []).append(rank)
     everywhere = {s: sum(r) for s, r in ranks.items() if len(r) == len(choices)}
-    return min(everywhere, key=everywhere.get) if everywhere else None
+    return min(everywhere, key=lambda s: (everywhere[s], nlls[s])) if everywhere else None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -232,9 +275,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     for task, rows in by_task.items():
         if not rows:
             continue
-        choices[task] = choose(rows)
+        choices[task] = decision(rows)
         points[task] = rows
-        md += _task_lines(task, choices[task], rows, final=not missing)
+        md += _task_lines(task, choices[task]["chosen"], rows, final=not missing)
     default = product_default(choices) if choices and not missing else None
     if missing:
         verdict = "not chosen yet: the rule still needs " + "; ".join(missing)
@@ -248,7 +291,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     head = (__doc__ or "").split("\n\n", 3)
     (RESULTS / "tradeoff.md").write_text(
         "# BLoB's calibration / accuracy trade-off on dev carves (overconfident regime)\n\n"
-        + measured_on() + "\n\n" + head[2].strip() + "\n\n" + "\n".join(md)
+        + measured_on() + "\n\n" + "\n\n".join(head[2:]).strip() + "\n" + "\n".join(md)
         + "\n\n![ACC against ECE on dev](../../bench/results/tradeoff.png)\n"
     )  # fmt: skip
     _plot(points, PLOT)
@@ -256,7 +299,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_lines(task: str, choice: dict, rows: dict, final: bool = True) -> list[str]:
+def _task_lines(task: str, chosen: dict | None, rows: dict, final: bool = True) -> list[str]:
+    """Every candidate on the seeds it ran (the seeds column says which), the choice
+    marked, then the baselines."""
     lines = [
         "",
         f"## {task} (dev carve, {budget(task)} steps)",
@@ -264,8 +309,10 @@ def _task_lines(task: str, choice: dict, rows: dict, final: bool = True) -> list
         "| setting | N | seeds | ACC % | ECE % | NLL | eligible |",
         "|---|---:|---|---:|---:|---:|---|",
     ]
-    for c in sorted(choice["candidates"], key=lambda c: c["nll"]):
-        mark = (" **(chosen)**" if final else " (leads so far)") if c is choice["chosen"] else ""
+    key = ("setting", "n", "seeds")
+    for c in sorted(choose(rows)["candidates"], key=lambda c: c["nll"]):
+        picked = chosen is not None and all(c[k] == chosen[k] for k in key)
+        mark = (" **(chosen)**" if final else " (leads so far)") if picked else ""
         lines.append(
             f"| {c['setting']}{mark} | {c['n']} | {','.join(map(str, c['seeds']))} | "
             f"{c['acc']:.2f} | {c['ece']:.2f} | {c['nll']:.4f} | "

@@ -63,8 +63,9 @@ def test_finalists_are_near_in_nll_and_within_1_5_points_of_the_accuracy_bar():
         ("beta-1", 10): [(0, 73.0, 4.0, 0.505)],  # 1 below the bar, 0.005 nats: a finalist
         ("clock-1", 10): [(0, 72.4, 3.0, 0.490)],  # 1.6 below the bar: not one
         ("authors", 0): [(0, 75.0, 6.0, 0.511)],  # 0.011 nats above the chosen: not one
+        ("beta-0.5", 10): [(0, 73.0, 4.0, 0.480)],  # ineligible, 0.02 nats below: not one
     })  # fmt: skip
-    assert tradeoff.finalists("mrpc", rows) == ["mle", "ts", "beta-1", "default", "blob-ts-default"]
+    assert tradeoff.finalists("mrpc", rows) == ["mle", "ts", "beta-1", "default"]
 
 
 def test_every_planned_run_is_a_valid_config_on_the_dev_carve(monkeypatch):
@@ -97,13 +98,63 @@ def test_no_default_is_named_until_every_seed_the_rule_needs_has_run(monkeypatch
     monkeypatch.setattr(tradeoff, "results", lambda task: _rows(table))
     assert tradeoff.pending() == ["mrpc seed 0 of authors"]
     table[("authors", 10)] = [(0, 72.0, 4.0, 0.495)]  # ineligible: 3 points below MLE
-    # default is chosen on seed 0; its finalists (and MLE, TS, and BLoB + TS) need seeds 1-2
-    assert tradeoff.finalists("mrpc") == ["mle", "ts", "default", "blob-ts-default"]
+    # default is chosen on seed 0; it and MLE and TS need seeds 1-2
+    assert tradeoff.finalists("mrpc") == ["mle", "ts", "default"]
     assert tradeoff.pending() == [
-        "mrpc mle seed 1, mle seed 2, ts seed 1, ts seed 2, default seed 1, default seed 2, "
-        "blob-ts-default seed 1, blob-ts-default seed 2"
+        "mrpc mle seed 1, mle seed 2, ts seed 1, ts seed 2, default seed 1, default seed 2"
     ]
-    for name in ("mle", "ts", "default", "blob-ts-default"):
-        n = 10 if name in ("default", "blob-ts-default") else 0
-        table.setdefault((name, n), []).extend([(1, 75.0, 6.0, 0.5), (2, 75.0, 6.0, 0.5)])
+    for name in ("mle", "ts", "default"):
+        n = 10 if name == "default" else 0
+        table[(name, n)] += [(1, 75.0, 6.0, 0.5), (2, 75.0, 6.0, 0.5)]
+    # then BLoB + T of the final choice, on all three seeds
+    assert tradeoff.pending() == [
+        "mrpc blob-ts-default seed 0, blob-ts-default seed 1, blob-ts-default seed 2"
+    ]
+    table[("blob-ts-default", 10)] = [(s, 75.0, 3.0, 0.49) for s in (0, 1, 2)]
     assert tradeoff.pending() == []
+
+
+def test_the_three_seed_means_can_overturn_the_seed_0_choice(monkeypatch):
+    monkeypatch.setattr(tradeoff, "TASK_SETTINGS", {"mrpc": ("default", "beta-1", "authors")})
+    table = {
+        ("mle", 0): [(0, 75.0, 9.0, 0.55), (1, 75.0, 9.0, 0.55), (2, 75.0, 9.0, 0.55)],
+        ("ts", 0): [(s, 75.0, 3.0, 0.50) for s in (0, 1, 2)],
+        ("default", 10): [(0, 75.0, 6.0, 0.500), (1, 75.0, 6.0, 0.53), (2, 75.0, 6.0, 0.53)],
+        ("beta-1", 10): [(0, 75.0, 6.0, 0.509), (1, 75.0, 6.0, 0.49), (2, 75.0, 6.0, 0.49)],
+        ("authors", 10): [(0, 75.0, 6.0, 0.515)],  # seed 0 alone: lower than default's mean
+    }
+    monkeypatch.setattr(tradeoff, "results", lambda task: _rows(table))
+    rows = _rows(table)
+    assert tradeoff.finalists("mrpc", rows) == ["mle", "ts", "beta-1", "default"]
+    final = tradeoff.decision(rows)
+    assert final["final"] and (final["chosen"]["setting"], final["chosen"]["seeds"]) == (
+        "beta-1",
+        [0, 1, 2],
+    )
+    assert tradeoff.pending() == [
+        "mrpc blob-ts-beta-1 seed 0, blob-ts-beta-1 seed 1, blob-ts-beta-1 seed 2"
+    ]
+
+
+def test_nothing_eligible_on_seed_0_needs_no_more_seeds(monkeypatch):
+    monkeypatch.setattr(tradeoff, "TASK_SETTINGS", {"mrpc": ("clock-1",)})
+    table = {
+        ("mle", 0): [(0, 75.0, 9.0, 0.55)],
+        ("ts", 0): [(0, 75.0, 3.0, 0.50)],
+        ("clock-1", 10): [(0, 72.0, 4.0, 0.54)],
+    }
+    monkeypatch.setattr(tradeoff, "results", lambda task: _rows(table))
+    assert tradeoff.finalists("mrpc") == [] and tradeoff.pending() == []
+    assert tradeoff.decision(_rows(table)) == {**tradeoff.choose(_rows(table)), "final": True}
+
+
+def test_a_tie_in_rank_sums_goes_to_the_lower_nll():
+    def cand(setting, nll):
+        return {"setting": setting, "n": 10, "nll": nll, "eligible": True}
+
+    # ranks: a 1 + 3 = 4, b 3 + 1 = 4, c 2 + 2 = 4; NLL sums: a 0.91, b 0.89, c 0.92
+    mrpc = [cand("a", 0.40), cand("c", 0.41), cand("b", 0.42)]
+    rte = [cand("b", 0.47), cand("c", 0.51), cand("a", 0.50 + 0.01)]
+    choices = {"mrpc": {"candidates": mrpc, "chosen": mrpc[0]},
+               "rte-qa": {"candidates": rte, "chosen": rte[0]}}  # fmt: skip
+    assert tradeoff.product_default(choices) == "b"
