@@ -426,6 +426,26 @@ def test_claims_count_ts_as_a_baseline_and_only_an_accuracy_drop_as_a_failure():
     assert cells[10] == "1/3, 1/3"  # blob-ts N=10 against mle and ts
 
 
+def test_claims_rank_methods_not_their_sample_counts_and_survive_disjoint_seeds():
+    from bench import table_report
+
+    def rows(method, n, acc, ece, nll, seeds=(0, 1)):
+        return [{"trained_on": "t", "dataset": "t", "method": method, "n_samples": n,
+                 "seed": s, "acc": acc, "ece": ece, "nll": nll} for s in seeds]  # fmt: skip
+
+    spec = {"tasks": {"t": {"dataset": "t"}}}
+    base = rows("mle", 0, 64.01, 10.0, 0.70) + rows("blob", 0, 63.0, 8.0, 0.66)
+    # bbb at N=0 and N=10, both ahead on ECE: one rival, so BLoB N=10 is 2nd of 3 (not 3/4)
+    bbb = rows("bbb", 0, 70.0, 3.0, 0.80) + rows("bbb", 10, 70.0, 2.5, 0.80)
+    line = table_report._claims(base + bbb + rows("blob", 10, 63.01, 4.0, 0.62), [], spec)[-1]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # 63.01 - 64.01 is -1.0000000000000071 in floats: still 1 point, within the guard
+    assert cells[2:6] == ["2/3", "1/3", "-1.00", "agrees"]
+    # MLE on seed 0 only and BLoB on seed 1 only: no seed to compare on, no row, no crash
+    apart = rows("mle", 0, 70.0, 10.0, 0.70, (0,)) + rows("blob", 0, 69.0, 8.0, 0.66, (1,))
+    assert table_report._claims(apart + rows("blob", 10, 69.0, 4.0, 0.62, (1,)), [], spec) == []
+
+
 def test_projection_uses_the_same_task_and_method_else_the_same_method(tier):
     done = [paper_table.Run("tiny", "rte", m, 0) for m in ("mle", "blob")]
     for run in done:
