@@ -44,7 +44,7 @@ def _configs(tier: str) -> tuple[dict[str, dict], list[str]]:
         source = config.get("init_from")
         budget = config.get("max_steps")
         if source and not budget:  # post-hoc: trained no step, scored its source's adapter
-            rel = Path(source).resolve().relative_to(table_plan.RUNS.resolve() / tier).as_posix()
+            rel = "/".join(Path(source).parts[-2:])  # task/run, wherever it was recorded
             budget = (configs.get(rel) or {}).get("max_steps")
         config["budget"] = budget
     return configs, missing

@@ -123,19 +123,22 @@ def command(task: str, name: str, seed: int) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Seed 0 of every setting and baseline, then the finalists' other seeds (rule 4), then
-    BLoB + T on the current choice (rule 6), on every seed its setting has run."""
+    """Seed 0 of every setting and baseline, then the finalists' other seeds (rule 4), then,
+    once the rule's choice is final, BLoB + T of it on every seed (rule 6)."""
     failed = 0
     for task in args.tasks:
         for seed in args.seeds:
+            if seed and _missing_seed0(task, results(task)):
+                print(f"tradeoff {task}: seed {seed} waits for every seed-0 run", flush=True)
+                continue
             names = ["mle", "ts", *TASK_SETTINGS[task]] if seed == 0 else finalists(task)
             for name in names:
                 failed += not _run(task, name, seed)
-        chosen = decision(results(task))["chosen"]
-        if chosen is not None:
-            for seed in SEEDS:
-                if kept.finished(out_dir(task, chosen["setting"], seed)):
-                    failed += not _run(task, f"{TS_ON}{chosen['setting']}", seed)
+        picked = decision(task, results(task))
+        if picked["final"] and picked["chosen"]:
+            setting = picked["chosen"]["setting"]
+            for seed in SEEDS:  # the setting's run here first: blob-ts starts from its adapter
+                failed += not (_run(task, setting, seed) and _run(task, TS_ON + setting, seed))
     return 1 if failed else 0
 
 
@@ -206,16 +209,30 @@ def _finalists(rows: dict) -> list[str]:
     return ["mle", "ts", *sorted(near)]
 
 
-def decision(rows: dict[tuple[str, int], list[dict]]) -> dict:
-    """The rule's choice as it stands: on seed 0 until every finalist has every seed, then
-    again on the three-seed means of the candidates that ran every seed (rule 4). Adds
-    `final` to `choose`'s answer."""
+def decision(task: str, rows: dict[tuple[str, int], list[dict]]) -> dict:
+    """The rule's choice as it stands: seed 0's, final once every seed-0 run is in and
+    nothing is near it; once every finalist ran every seed, the rule again on the finalists'
+    three-seed means (rule 4), final. Adds `final` and `seeds` (the seeds it compared on)
+    to `choose`'s answer."""
+    seed0 = choose(_on_seeds(rows, (0,))) | {"seeds": [0]}
+    if _missing_seed0(task, rows):
+        return seed0 | {"final": False}
     names = _finalists(rows)
     have = {(name, r["seed"]) for (name, _), rs in rows.items() for r in rs}
-    if names and all((n, s) in have for n in names for s in SEEDS):
-        full = {k: v for k, v in rows.items() if sorted(r["seed"] for r in v) == list(SEEDS)}
-        return choose(full) | {"final": True}
-    return choose(_on_seeds(rows, (0,))) | {"final": not names}
+    if not all((n, s) in have for n in names for s in SEEDS):
+        return seed0 | {"final": False}
+    if not names:  # nothing eligible on seed 0
+        return seed0 | {"final": True}
+    full = {
+        k: v for k, v in rows.items()
+        if k[0] in names and sorted(r["seed"] for r in v) == list(SEEDS)
+    }  # fmt: skip
+    return choose(full) | {"final": True, "seeds": list(SEEDS)}
+
+
+def _missing_seed0(task: str, rows: dict) -> list[str]:
+    have = {name for (name, _), rs in rows.items() for r in rs if r["seed"] == 0}
+    return [n for n in ("mle", "ts", *TASK_SETTINGS[task]) if n not in have]
 
 
 def _on_seeds(rows: dict, seeds: tuple[int, ...]) -> dict:
@@ -229,16 +246,16 @@ def pending(by_task: dict[str, dict] | None = None) -> list[str]:
     seed (`by_task`: results already read)."""
     by_task = by_task or {task: results(task) for task in TASK_SETTINGS}
     out = []
-    for task, settings in TASK_SETTINGS.items():
+    for task in TASK_SETTINGS:
         rows = by_task[task]
         have = {(name, r["seed"]) for (name, _), rs in rows.items() for r in rs}
-        first = [n for n in ("mle", "ts", *settings) if (n, 0) not in have]
+        first = _missing_seed0(task, rows)
         if first:
             out.append(f"{task} seed 0 of {', '.join(first)}")
             continue
         later = [f"{n} seed {s}" for n in _finalists(rows) for s in SEEDS[1:] if (n, s) not in have]
         if not later:
-            chosen = decision(rows)["chosen"]
+            chosen = decision(task, rows)["chosen"]
             with_t = f"{TS_ON}{chosen['setting']}" if chosen else None
             later = [f"{with_t} seed {s}" for s in SEEDS if with_t and (with_t, s) not in have]
         if later:
@@ -275,9 +292,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     for task, rows in by_task.items():
         if not rows:
             continue
-        choices[task] = decision(rows)
+        choices[task] = decision(task, rows)
         points[task] = rows
-        md += _task_lines(task, choices[task]["chosen"], rows, final=not missing)
+        md += _task_lines(task, choices[task], rows, final=not missing)
     default = product_default(choices) if choices and not missing else None
     if missing:
         verdict = "not chosen yet: the rule still needs " + "; ".join(missing)
@@ -299,9 +316,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_lines(task: str, chosen: dict | None, rows: dict, final: bool = True) -> list[str]:
-    """Every candidate on the seeds it ran (the seeds column says which), the choice
-    marked, then the baselines."""
+def _task_lines(task: str, choice: dict, rows: dict, final: bool = True) -> list[str]:
+    """The candidates on the seeds the rule compares (seed 0 until its finalists ran every
+    seed; then every candidate on the seeds it ran, the seeds column says which), the
+    choice marked, then the baselines."""
     lines = [
         "",
         f"## {task} (dev carve, {budget(task)} steps)",
@@ -309,8 +327,9 @@ def _task_lines(task: str, chosen: dict | None, rows: dict, final: bool = True) 
         "| setting | N | seeds | ACC % | ECE % | NLL | eligible |",
         "|---|---:|---|---:|---:|---:|---|",
     ]
-    key = ("setting", "n", "seeds")
-    for c in sorted(choose(rows)["candidates"], key=lambda c: c["nll"]):
+    shown = rows if choice["seeds"] == list(SEEDS) else _on_seeds(rows, (0,))
+    chosen, key = choice["chosen"], ("setting", "n", "seeds")
+    for c in sorted(choose(shown)["candidates"], key=lambda c: c["nll"]):
         picked = chosen is not None and all(c[k] == chosen[k] for k in key)
         mark = (" **(chosen)**" if final else " (leads so far)") if picked else ""
         lines.append(

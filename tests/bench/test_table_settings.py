@@ -19,7 +19,7 @@ def test_every_run_sharing_rows_and_budget_is_said_once_and_a_difference_is_name
 ):
     monkeypatch.setattr(table_plan, "RECORDS", tmp_path / "records")
     monkeypatch.setattr(table_plan, "RUNS", tmp_path / "runs")
-    source = str(tmp_path / "runs" / "oc" / "mrpc" / "mle-s0")
+    source = "/another/checkout/runs/paper-table/oc/mrpc/mle-s0"  # recorded elsewhere
     _record(tmp_path, "mle-s0", max_steps=1000)
     _record(tmp_path, "ts-s0", max_steps=0, init_from=source)  # its budget: its source's
     relabelled = tmp_path / "records" / "oc" / "mrpc" / "map-s0.json"
