@@ -31,8 +31,8 @@ THE RULE, written down on 2026-12-06 before any of these runs, and not changed a
    rows) is reported beside the choice and does not enter it: the README states whether
    the chosen BLoB beats TS on dev.
 
-Settled on 2026-12-07, where the text above leaves a case open, before any seed-1 run: rule
-4's re-application compares the candidates that ran all three seeds; "within 0.01 NLL" is
+Settled on 2026-12-07, where the text above leaves a case open, before any seed-1 result: rule
+4's re-application compares the finalists on their three-seed means; "within 0.01 NLL" is
 either side of the chosen one; "within 1.5 points of the accuracy bar" is down to MLE - 2.5;
 with nothing eligible on seed 0 no finalist runs; blob-ts runs the final choice on all
 three seeds; a tie in rule 5's rank sums goes to the lower sum of NLLs; a margin met
