@@ -293,7 +293,7 @@ def _rank(
     family = _blob_family()
     rivals: dict[str, list[float]] = {}
     for k, m in means.items():
-        if _method_of(k) not in family:
+        if _method_of(k) not in family | {_method_of(label)}:
             rivals.setdefault(_method_of(k), []).append(m[metric])
     sign = 1 if low else -1
     mine = means[label][metric]
