@@ -128,10 +128,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = 0
     for task in args.tasks:
         for seed in args.seeds:
-            if seed and _missing_seed0(task, results(task)):
+            rows = results(task)
+            if seed and _missing_seed0(task, rows):
                 print(f"tradeoff {task}: seed {seed} waits for every seed-0 run", flush=True)
                 continue
-            names = ["mle", "ts", *TASK_SETTINGS[task]] if seed == 0 else finalists(task)
+            names = ["mle", "ts", *TASK_SETTINGS[task]] if seed == 0 else _finalists(rows)
             for name in names:
                 failed += not _run(task, name, seed)
         picked = decision(task, results(task))
@@ -218,7 +219,7 @@ def decision(task: str, rows: dict[tuple[str, int], list[dict]]) -> dict:
     if _missing_seed0(task, rows):
         return seed0 | {"final": False}
     names = _finalists(rows)
-    have = {(name, r["seed"]) for (name, _), rs in rows.items() for r in rs}
+    have = _have(rows)
     if not all((n, s) in have for n in names for s in SEEDS):
         return seed0 | {"final": False}
     if not names:  # nothing eligible on seed 0
@@ -230,9 +231,14 @@ def decision(task: str, rows: dict[tuple[str, int], list[dict]]) -> dict:
     return choose(full) | {"final": True, "seeds": list(SEEDS)}
 
 
+def _have(rows: dict) -> set[tuple[str, int]]:
+    """(name, seed) of every finished run."""
+    return {(name, r["seed"]) for (name, _), rs in rows.items() for r in rs}
+
+
 def _missing_seed0(task: str, rows: dict) -> list[str]:
-    have = {name for (name, _), rs in rows.items() for r in rs if r["seed"] == 0}
-    return [n for n in ("mle", "ts", *TASK_SETTINGS[task]) if n not in have]
+    have = _have(rows)
+    return [n for n in ("mle", "ts", *TASK_SETTINGS[task]) if (n, 0) not in have]
 
 
 def _on_seeds(rows: dict, seeds: tuple[int, ...]) -> dict:
@@ -248,7 +254,7 @@ def pending(by_task: dict[str, dict] | None = None) -> list[str]:
     out = []
     for task in TASK_SETTINGS:
         rows = by_task[task]
-        have = {(name, r["seed"]) for (name, _), rs in rows.items() for r in rs}
+        have = _have(rows)
         first = _missing_seed0(task, rows)
         if first:
             out.append(f"{task} seed 0 of {', '.join(first)}")
