@@ -16,6 +16,7 @@ from bench.table_records import (
     write_record,
 )
 from bench.table_status import _machine_s, _starts
+from bench.table_subsets import scored_labels_digest
 from blob_lora.run.files import RunDir, dataset_label
 
 SCORES = ("max_prob", "entropy", "mutual_information")
@@ -130,6 +131,7 @@ def record_run(run: Run) -> None:
         | per_run
         | meta
         | {"reliability": reliability(run, row)}
+        | {"labels_sha256": scored_labels_digest(RunDir(run.out).predictions, row)}
         for row in json.loads(RunDir(run.out).results("final").read_text())
     ]
     detection = _detection_rows(run, task, spec, load_file, auroc) if task.get("ood") else []

@@ -22,6 +22,7 @@ from bench.table_plan import (
 )
 from bench.table_records import provenance
 from bench.table_settings import settings_lines
+from bench.table_subsets import subset_lines
 from blob_lora.methods import sample_label
 from blob_lora.report.table import mean_std_cell
 
@@ -184,6 +185,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             *_task_notes(spec["tasks"]),
             *_method_seed_note(spec),
             *settings_lines(tier),
+            *subset_lines(tier, RESULTS),
             "",
             "### In distribution",
             "",
