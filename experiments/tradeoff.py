@@ -300,7 +300,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             continue
         choices[task] = decision(task, rows)
         points[task] = rows
-        md += _task_lines(task, choices[task], rows, final=not missing)
+        done = choices[task]["final"] and not any(m.startswith(f"{task} ") for m in missing)
+        md += _task_lines(task, choices[task], rows, final=done)
     default = product_default(choices) if choices and not missing else None
     if missing:
         verdict = "not chosen yet: the rule still needs " + "; ".join(missing)

@@ -191,3 +191,27 @@ def test_a_tie_in_rank_sums_goes_to_the_lower_nll():
     choices = {"mrpc": {"candidates": mrpc, "chosen": mrpc[0]},
                "rte-qa": {"candidates": rte, "chosen": rte[0]}}  # fmt: skip
     assert tradeoff.product_default(choices) == "b"
+
+
+def test_the_report_marks_a_task_chosen_once_its_own_runs_are_in(monkeypatch, tmp_path):
+    """One task final and one still waiting: the first says chosen, the second leads so
+    far, and no product default is named."""
+    monkeypatch.setattr(tradeoff, "TASK_SETTINGS", {"mrpc": ("default",), "rte-qa": ("default",)})
+    monkeypatch.setattr(tradeoff, "RESULTS", tmp_path)
+    monkeypatch.setattr(tradeoff, "PLOT", tmp_path / "tradeoff.png")
+    monkeypatch.setattr(tradeoff, "budget", lambda task: 100)
+    three = {
+        ("mle", 0): [(s, 75.0, 9.0, 0.55) for s in (0, 1, 2)],
+        ("ts", 0): [(s, 75.0, 3.0, 0.50) for s in (0, 1, 2)],
+        ("default", 10): [(s, 75.0, 6.0, 0.50) for s in (0, 1, 2)],
+        ("blob-ts-default", 10): [(s, 75.0, 3.0, 0.49) for s in (0, 1, 2)],
+    }
+    seed0 = {k: v[:1] for k, v in three.items() if k[0] != "blob-ts-default"}
+    tables = {"mrpc": three, "rte-qa": seed0}
+    monkeypatch.setattr(tradeoff, "results", lambda task: _rows(tables[task]))
+    assert tradeoff.cmd_report(argparse.Namespace()) == 0
+    md = (tmp_path / "tradeoff.md").read_text()
+    mrpc, rte = md.split("## rte-qa")
+    assert "| default **(chosen)** | 10 | 0,1,2 |" in mrpc and "leads so far" not in mrpc
+    assert "| default (leads so far) | 10 | 0 |" in rte and "(chosen)" not in rte
+    assert "not chosen yet: the rule still needs rte-qa mle seed 1" in md
