@@ -106,7 +106,8 @@ def _majority(by_label: dict[str, list[dict]]) -> list[float]:
 
 
 METRIC_LABELS = {
-    "sigma_mean": "mean σ", "sigma_ratio_median": "median σ/|μ|",
+    # a bare | would split a markdown cell
+    "sigma_mean": "mean σ", "sigma_ratio_median": "median σ/\\|μ\\|",
     "acc": "ACC (%) ↑", "ece": "ECE (%) ↓", "nll": "NLL ↓", "brier": "Brier ↓",
     "auroc_max_prob": "AUROC max-prob ↑", "auroc_entropy": "AUROC entropy ↑",
     "auroc_mutual_information": "AUROC MI ↑",

@@ -331,8 +331,8 @@ def _task_lines(task: str, choice: dict, rows: dict, final: bool = True) -> list
         "",
         f"## {task} (dev carve, {budget(task)} steps)",
         "",
-        "| setting | N | seeds | ACC % | ECE % | NLL | eligible |",
-        "|---|---:|---|---:|---:|---:|---|",
+        "| setting | N | seeds | ACC % | ECE % | NLL | eligible | σ/\\|μ\\| | MI (nats) |",
+        "|---|---:|---|---:|---:|---:|---|---:|---:|",
     ]
     shown = rows if choice["seeds"] == list(SEEDS) else _on_seeds(rows, (0,))
     chosen, key = choice["chosen"], ("setting", "n", "seeds")
@@ -342,7 +342,7 @@ def _task_lines(task: str, choice: dict, rows: dict, final: bool = True) -> list
         lines.append(
             f"| {c['setting']}{mark} | {c['n']} | {','.join(map(str, c['seeds']))} | "
             f"{c['acc']:.2f} | {c['ece']:.2f} | {c['nll']:.4f} | "
-            f"{'yes' if c['eligible'] else 'no'} |"
+            f"{'yes' if c['eligible'] else 'no'} | {_posterior(shown[(c['setting'], c['n'])])} |"
         )
     for (name, n), runs in sorted(rows.items()):
         if name in BASELINES or name.startswith(TS_ON):
@@ -350,9 +350,26 @@ def _task_lines(task: str, choice: dict, rows: dict, final: bool = True) -> list
             seeds = ",".join(str(r["seed"]) for r in runs)
             lines.append(
                 f"| {name} (baseline) | {n} | {seeds} | {mean['acc']:.2f} | "
-                f"{mean['ece']:.2f} | {mean['nll']:.4f} | – |"
+                f"{mean['ece']:.2f} | {mean['nll']:.4f} | – | {_posterior(runs)} |"
             )
+    majority = {
+        round(r["majority_acc"], 2) for v in rows.values() for r in v if "majority_acc" in r
+    }
+    if majority:
+        lines += ["", f"Majority class of the dev rows: {', '.join(map(str, sorted(majority)))} %."]
     return lines
+
+
+def _posterior(runs: list[dict]) -> str:
+    """Seed means of the median σ/|μ| (has the posterior formed?) and, at N>0, of the
+    samples' mutual information (does it reach the predictions?): read before ECE."""
+    ratio = [r["sigma_ratio_median"] for r in runs if r.get("sigma_ratio_median") is not None]
+    mi = [r["mean_mi"] for r in runs if r.get("mean_mi") is not None]
+    return (
+        (f"{statistics.fmean(ratio):.2f}" if ratio else "–")
+        + " | "
+        + (f"{statistics.fmean(mi):.4f}" if mi else "–")
+    )
 
 
 def _plot(points: dict, path: Path) -> None:

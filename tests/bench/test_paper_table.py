@@ -163,7 +163,7 @@ def test_report_tables_means_and_ood_detection(tier, capsys):
     )  # MAP relabelled included
     # the majority class beside the methods, and the posterior before the calibration
     assert "| ACC (%) ↑ | majority class | 52.50 ± 0.71 (2) |" in md
-    assert "| median σ/|μ| | blob (N=10) | 1.000 ± 0.707 (2) |" in md
+    assert "| median σ/\\|μ\\| | blob (N=10) | 1.000 ± 0.707 (2) |" in md
     assert "| mean σ | mle |" not in md
     assert "| mean σ | blob (N=0) |" not in md  # a run's posterior once, at its table N
     png = tier / "results" / "paper_table_tiny.png"

@@ -208,10 +208,29 @@ def test_the_report_marks_a_task_chosen_once_its_own_runs_are_in(monkeypatch, tm
     }
     seed0 = {k: v[:1] for k, v in three.items() if k[0] != "blob-ts-default"}
     tables = {"mrpc": three, "rte-qa": seed0}
-    monkeypatch.setattr(tradeoff, "results", lambda task: _rows(tables[task]))
+
+    def results(task):
+        rows = _rows(tables[task])
+        for seed, r in enumerate(rows[("default", 10)]):  # the posterior, read before ECE
+            r |= {
+                "sigma_ratio_median": 2.0 + seed,
+                "mean_mi": 0.01 * (seed + 1),
+                "majority_acc": 68.0,
+            }
+        return rows
+
+    monkeypatch.setattr(tradeoff, "results", results)
     assert tradeoff.cmd_report(argparse.Namespace()) == 0
     md = (tmp_path / "tradeoff.md").read_text()
     mrpc, rte = md.split("## rte-qa")
-    assert "| default **(chosen)** | 10 | 0,1,2 |" in mrpc and "leads so far" not in mrpc
+    assert (
+        "| default **(chosen)** | 10 | 0,1,2 | 75.00 | 6.00 | 0.5000 | yes | 3.00 | 0.0200 |"
+        in mrpc
+    )
+    assert (
+        "leads so far" not in mrpc
+        and "| mle (baseline) | 0 | 0,1,2 | 75.00 | 9.00 | 0.5500 | – | – | – |" in mrpc
+    )
+    assert "Majority class of the dev rows: 68.0 %." in mrpc
     assert "| default (leads so far) | 10 | 0 |" in rte and "(chosen)" not in rte
     assert "not chosen yet: the rule still needs rte-qa mle seed 1" in md
