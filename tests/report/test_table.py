@@ -55,7 +55,9 @@ def test_the_table_shows_the_majority_class_and_sigma_rows_for_bayesian_methods(
     table = markdown_table(rows)
     assert "| ACC (%) ↑ | majority class | 68.38 (1) |" in table
     assert "| mean σ | blob (N=10) | 0.0310 (1) |" in table
-    assert "| median σ/|μ| | blob (N=10) | 0.900 (1) |" in table
+    assert "| median σ/\\|μ\\| | blob (N=10) | 0.900 (1) |" in table
+    body = [line for line in table.splitlines() if line.startswith("|")]
+    assert {line.replace("\\|", "").count("|") for line in body} == {4}  # one cell count
     assert "| mean σ | mle |" not in table
     assert "| mean MI of the samples (nats) | blob (N=10) | 0.0017 (1) |" in table
     assert "| mean MI of the samples (nats) | mle |" not in table
@@ -141,7 +143,7 @@ def test_a_runs_sigma_rows_appear_once_not_once_per_n():
         if row["mean_mi"] is None:
             del row["mean_mi"]
     table = markdown_table(rows)
-    assert table.count("| mean σ |") == 1 and table.count("| median σ/|μ| |") == 1
+    assert table.count("| mean σ |") == 1 and table.count("| median σ/\\|μ\\| |") == 1
     assert "| mean σ | blob (N=0) | 0.0350 ± 0.0071 |" in table
     assert "| ACC (%) ↑ | blob (N=10) | 90.00 ± 0.00 |" in table
 

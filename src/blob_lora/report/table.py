@@ -234,9 +234,16 @@ def markdown_table(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS)
             for ds in datasets:
                 row_cells.append(mean_std_cell(cells.get((metric, label, ds), []), digits))
             lines.append(
-                f"| {LABELS.get(metric, metric)} | {label} | " + " | ".join(row_cells) + " |"
+                f"| {_cell(LABELS.get(metric, metric))} | {_cell(label)} | "
+                + " | ".join(row_cells)
+                + " |"
             )
     seeds = sorted({r.get("seed") for r in rows})
     lines.append("")
     lines.append(f"mean ± std over seeds {seeds}; (1): a single seed, no std.")
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text safe in a markdown cell: a bare | (as in σ/|μ|) would split it."""
+    return text.replace("|", "\\|")
