@@ -24,7 +24,7 @@ from bench.table_records import provenance
 from bench.table_settings import settings_lines
 from bench.table_subsets import subset_lines
 from blob_lora.methods import sample_label
-from blob_lora.report.table import mean_std_cell
+from blob_lora.report.table import md_cell, mean_std_cell
 
 RESULTS = ROOT / "bench" / "results"
 EPS = 1e-9  # float slack: a tie stays a tie, and 1 point exactly is within 1 point
@@ -92,7 +92,9 @@ def _grid(rows: list[dict], columns: list[str], column_key: str, metrics: list[s
             ]
             if any(c != "–" for c in cells):
                 lines.append(
-                    f"| {METRIC_LABELS.get(metric, metric)} | {label} | " + " | ".join(cells) + " |"
+                    f"| {md_cell(METRIC_LABELS.get(metric, metric))} | {md_cell(label)} | "
+                    + " | ".join(cells)
+                    + " |"
                 )
     return lines
 
@@ -106,8 +108,7 @@ def _majority(by_label: dict[str, list[dict]]) -> list[float]:
 
 
 METRIC_LABELS = {
-    # a bare | would split a markdown cell
-    "sigma_mean": "mean σ", "sigma_ratio_median": "median σ/\\|μ\\|",
+    "sigma_mean": "mean σ", "sigma_ratio_median": "median σ/|μ|",
     "acc": "ACC (%) ↑", "ece": "ECE (%) ↓", "nll": "NLL ↓", "brier": "Brier ↓",
     "auroc_max_prob": "AUROC max-prob ↑", "auroc_entropy": "AUROC entropy ↑",
     "auroc_mutual_information": "AUROC MI ↑",

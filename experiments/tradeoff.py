@@ -247,26 +247,27 @@ def _on_seeds(rows: dict, seeds: tuple[int, ...]) -> dict:
 
 
 def pending(by_task: dict[str, dict] | None = None) -> list[str]:
-    """What the rule still needs before it may choose (rules 4-6): every task's seed 0 of
-    every setting, then its finalists' seeds 1 and 2, then BLoB + T of the choice on every
-    seed (`by_task`: results already read)."""
+    """What the rule still needs before it may choose (rules 4-6), a line per task
+    (`by_task`: results already read)."""
     by_task = by_task or {task: results(task) for task in TASK_SETTINGS}
-    out = []
-    for task in TASK_SETTINGS:
-        rows = by_task[task]
-        have = _have(rows)
-        first = _missing_seed0(task, rows)
-        if first:
-            out.append(f"{task} seed 0 of {', '.join(first)}")
-            continue
-        later = [f"{n} seed {s}" for n in _finalists(rows) for s in SEEDS[1:] if (n, s) not in have]
-        if not later:
-            chosen = decision(task, rows)["chosen"]
-            with_t = f"{TS_ON}{chosen['setting']}" if chosen else None
-            later = [f"{with_t} seed {s}" for s in SEEDS if with_t and (with_t, s) not in have]
-        if later:
-            out.append(f"{task} {', '.join(later)}")
-    return out
+    return [
+        f"{task} {need}" for task in TASK_SETTINGS if (need := task_pending(task, by_task[task]))
+    ]
+
+
+def task_pending(task: str, rows: dict) -> str | None:
+    """What one task still needs: every setting's seed 0, then its finalists' seeds 1
+    and 2, then BLoB + T of the choice on every seed; None once it has it all."""
+    have = _have(rows)
+    first = _missing_seed0(task, rows)
+    if first:
+        return f"seed 0 of {', '.join(first)}"
+    later = [f"{n} seed {s}" for n in _finalists(rows) for s in SEEDS[1:] if (n, s) not in have]
+    if not later:
+        chosen = decision(task, rows)["chosen"]
+        with_t = f"{TS_ON}{chosen['setting']}" if chosen else None
+        later = [f"{with_t} seed {s}" for s in SEEDS if with_t and (with_t, s) not in have]
+    return ", ".join(later) or None
 
 
 def product_default(choices: dict[str, dict]) -> str | None:
@@ -300,7 +301,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             continue
         choices[task] = decision(task, rows)
         points[task] = rows
-        done = choices[task]["final"] and not any(m.startswith(f"{task} ") for m in missing)
+        done = choices[task]["final"] and task_pending(task, rows) is None
         md += _task_lines(task, choices[task], rows, final=done)
     default = product_default(choices) if choices and not missing else None
     if missing:
@@ -331,7 +332,7 @@ def _task_lines(task: str, choice: dict, rows: dict, final: bool = True) -> list
         "",
         f"## {task} (dev carve, {budget(task)} steps)",
         "",
-        "| setting | N | seeds | ACC % | ECE % | NLL | eligible | σ/\\|μ\\| | MI (nats) |",
+        "| setting | N | seeds | ACC % | ECE % | NLL | eligible | median σ/\\|μ\\| | MI (nats) |",
         "|---|---:|---|---:|---:|---:|---|---:|---:|",
     ]
     shown = rows if choice["seeds"] == list(SEEDS) else _on_seeds(rows, (0,))
@@ -352,11 +353,12 @@ def _task_lines(task: str, choice: dict, rows: dict, final: bool = True) -> list
                 f"| {name} (baseline) | {n} | {seeds} | {mean['acc']:.2f} | "
                 f"{mean['ece']:.2f} | {mean['nll']:.4f} | – | {_posterior(runs)} |"
             )
-    majority = {
-        round(r["majority_acc"], 2) for v in rows.values() for r in v if "majority_acc" in r
-    }
-    if majority:
-        lines += ["", f"Majority class of the dev rows: {', '.join(map(str, sorted(majority)))} %."]
+    majority = {f"{r['majority_acc']:.2f}" for v in rows.values() for r in v if "majority_acc" in r}
+    if len(majority) == 1:
+        lines += ["", f"Majority class of the dev rows: {majority.pop()} %."]
+    elif majority:  # every run is scored on the same dev rows: two values would be a defect
+        lines += ["", f"**Runs scored on different dev rows:** majority classes "
+                  f"{', '.join(sorted(majority))} %."]  # fmt: skip
     return lines
 
 

@@ -27,7 +27,8 @@ def _record(root, name, config, rows):
 
 def _row(dataset, labels, n=0):
     majority = 100.0 * max(labels.count(c) for c in set(labels)) / len(labels)
-    return {"dataset": dataset, "n_samples": n, "n_examples": len(labels), "majority_acc": majority}
+    return {"dataset": dataset, "n_samples": n, "n_examples": len(labels), "acc": 50.0,
+            "majority_acc": majority}  # fmt: skip
 
 
 def test_the_file_holds_the_rows_a_run_draws_and_a_record_on_other_rows_is_named(
@@ -47,6 +48,7 @@ def test_the_file_holds_the_rows_a_run_draws_and_a_record_on_other_rows_is_named
     _record(tmp_path, "mle-s2", CONFIG, [_row("mrpc", labels), _row("rte", [e.label for e in rte])])
 
     assert line().startswith("The evaluation rows") and "(eval_subsets/oc.json)" in line()
+    assert "(2 by row count and majority class)" in line()
     written = json.loads((results / "eval_subsets" / "oc.json").read_text())["mrpc"]
     assert written["mrpc"]["ids"] == [e.id for e in drawn]
     assert written["rte"]["labels"] == [e.label for e in rte]
@@ -69,7 +71,37 @@ def test_the_file_holds_the_rows_a_run_draws_and_a_record_on_other_rows_is_named
     save_file({"labels": torch.tensor(swapped)}, str(saved / "final-mrpc-N10.safetensors"))
     assert line().startswith("The evaluation rows")  # not stamped yet: count and majority agree
     assert table_subsets.stamp_records("oc") == 1
-    assert "mrpc/blob-s2 on mrpc N=10: other labels, in order, than the file's" in line()
+    assert "mrpc/blob-s2 on mrpc N=10: other labels, in order" in line()
     save_file({"labels": torch.tensor(labels)}, str(saved / "final-mrpc-N10.safetensors"))
     _record(tmp_path, "blob-s2", CONFIG, [_row("mrpc", labels, n=10)])
     assert table_subsets.stamp_records("oc") == 1 and line().startswith("The evaluation rows")
+    assert "1 by their labels, in order" in line()
+
+
+def test_sets_with_another_tasks_labels_or_none_in_the_file_are_not_passed_silently(
+    tmp_path, monkeypatch
+):
+    """An OOD set scored with another task's labels is saved with -1s: its rows are checked
+    by count, never stamped; a row whose set the file lacks, or with no count, is named."""
+    monkeypatch.setattr(table_plan, "RECORDS", tmp_path / "records")
+    monkeypatch.setattr(table_plan, "RUNS", tmp_path / "runs")
+    results = tmp_path / "results"
+    config = CONFIG | {"eval_datasets": ["trec"], "eval_limit": 50}
+    trec = load_examples("trec", "validation", limit=50, seed=0)  # as a run draws its OOD set
+    foreign = {"dataset": "trec", "n_samples": 0, "n_examples": 50, "labels": "another task's"}
+    mrpc = [e.label for e in load_examples("mrpc", "validation", limit=50, seed=0)]
+    saved = tmp_path / "runs" / "oc" / "mrpc" / "mle-s0" / "predictions"
+    saved.mkdir(parents=True)
+    save_file({"labels": torch.full((50,), -1)}, str(saved / "final-trec-N0.safetensors"))
+    _record(tmp_path, "mle-s0", config, [_row("mrpc", mrpc), foreign])
+    assert table_subsets.stamp_records("oc") == 0  # the -1s are not the set's labels
+    (line,) = [x for x in table_subsets.subset_lines("oc", results) if x]
+    assert "1 by row count and majority class, 1 by row count)" in line
+    written = json.loads((results / "eval_subsets" / "oc.json").read_text())["mrpc"]["trec"]
+    assert written["labels"] == [e.label for e in trec] and written["eval_limit"] == 50
+
+    _record(tmp_path, "mle-s0", config, [_row("mrpc", mrpc), foreign | {"n_examples": 49},
+                                         {"dataset": "rte", "n_samples": 0, "n_examples": 9}])  # fmt: skip
+    (line,) = [x for x in table_subsets.subset_lines("oc", results) if x]
+    assert "mrpc/mle-s0 on trec N=0: 49 rows, the file has 50" in line
+    assert "mrpc/mle-s0 on rte N=0: its set is not among the task's evaluation sets" in line

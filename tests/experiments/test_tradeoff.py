@@ -231,6 +231,6 @@ def test_the_report_marks_a_task_chosen_once_its_own_runs_are_in(monkeypatch, tm
         "leads so far" not in mrpc
         and "| mle (baseline) | 0 | 0,1,2 | 75.00 | 9.00 | 0.5500 | – | – | – |" in mrpc
     )
-    assert "Majority class of the dev rows: 68.0 %." in mrpc
+    assert "Majority class of the dev rows: 68.00 %." in mrpc
     assert "| default (leads so far) | 10 | 0 |" in rte and "(chosen)" not in rte
     assert "not chosen yet: the rule still needs rte-qa mle seed 1" in md

@@ -234,7 +234,7 @@ def markdown_table(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS)
             for ds in datasets:
                 row_cells.append(mean_std_cell(cells.get((metric, label, ds), []), digits))
             lines.append(
-                f"| {_cell(LABELS.get(metric, metric))} | {_cell(label)} | "
+                f"| {md_cell(LABELS.get(metric, metric))} | {md_cell(label)} | "
                 + " | ".join(row_cells)
                 + " |"
             )
@@ -244,6 +244,6 @@ def markdown_table(rows: list[dict[str, Any]], metrics: Iterable[str] = METRICS)
     return "\n".join(lines) + "\n"
 
 
-def _cell(text: str) -> str:
+def md_cell(text: str) -> str:
     """Text safe in a markdown cell: a bare | (as in σ/|μ|) would split it."""
     return text.replace("|", "\\|")
