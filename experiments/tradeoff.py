@@ -6,7 +6,7 @@ scaling on the same rows.
     .venv/bin/python -m experiments.tradeoff report   # -> experiments/results/tradeoff.*
 
 Each task trains on its dev carve's training part at its overconfident budget (the regime
-scan's rule, experiments/results/regime.json), with 20% of those rows held out for the
+scan's rule, bench/results/regime.json), with 20% of those rows held out for the
 temperature (calib_fraction 0.2, the same rows for every setting), and is scored on the
 dev carve (the validation split is never read). Every setting is a BLoB run on the product
 defaults with one change; each reports N=0 and N=10. The axes, from issue 13's findings:
@@ -84,7 +84,7 @@ TS_ON = "blob-ts-"  # blob-ts-SETTING: the setting's run with a temperature
 
 def budget(task: str) -> int:
     """The task's overconfident budget from the committed regime scan."""
-    rows = json.loads((RESULTS / "regime.json").read_text())
+    rows = json.loads(regime_scan.REGIME_JSON.read_text())
     found = [r["overconfident"] for r in rows if r["dataset"] == task and r.get("overconfident")]
     if not found:
         raise SystemExit(f"{task} has no overconfident budget in regime.json")

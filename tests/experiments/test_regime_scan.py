@@ -71,7 +71,7 @@ def test_the_report_knows_the_budget_each_committed_table_tier_trains():
 def _committed_curve(task: str) -> list[dict]:
     import json
 
-    rows = json.loads((regime_scan.RESULTS / "regime.json").read_text())
+    rows = json.loads(regime_scan.REGIME_JSON.read_text())
     return next(r["curve"] for r in rows if r["dataset"] == task and not r.get("long_scan"))
 
 
