@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -39,29 +40,36 @@ def _steps_logged(out):
     return len(log.read_text().splitlines()) if log.is_file() else 0
 
 
+def _kill_after_then_resume(out, target):
+    """SIGKILL a training process once it has logged `target` steps, then --resume it."""
+    proc = subprocess.Popen(
+        _cmd(out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 240
+    while _steps_logged(out) < target and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "adapter").exists()
+    done = subprocess.run(
+        _cmd(out, resume=True), env=ENV, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return _adapter(out)
+
+
 def test_sigkill_at_five_random_points_then_resume_equals_the_uninterrupted_run(tmp_path):
     subprocess.run(_cmd(tmp_path / "full"), env=ENV, check=True, capture_output=True, timeout=300)
     full = _adapter(tmp_path / "full")
     rng = random.Random(0)
-    for k in range(5):
-        out = tmp_path / f"killed-{k}"
-        target = rng.randint(1, STEPS - 1)  # steps logged before the kill
-        proc = subprocess.Popen(
-            _cmd(out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.time() + 240
-        while _steps_logged(out) < target and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert not (out / "adapter").exists()
-        done = subprocess.run(
-            _cmd(out, resume=True), env=ENV, capture_output=True, text=True, timeout=300
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        resumed = _adapter(out)
-        assert resumed.keys() == full.keys()
-        assert all(torch.equal(resumed[k], full[k]) for k in full), f"kill after step {target}"
+    targets = [rng.randint(1, STEPS - 1) for _ in range(5)]  # steps logged before each kill
+    # two lanes: each process is one thread, and the suite's time is mostly their start-up
+    with ThreadPoolExecutor(max_workers=2) as lanes:
+        outs = [tmp_path / f"killed-{k}" for k in range(len(targets))]
+        resumed = list(lanes.map(_kill_after_then_resume, outs, targets))
+    for target, adapter in zip(targets, resumed, strict=True):
+        assert adapter.keys() == full.keys()
+        assert all(torch.equal(adapter[k], full[k]) for k in full), f"kill after step {target}"
 
 
 def test_a_kill_inside_a_checkpoint_write_leaves_the_previous_one_and_resume_is_exact(
