@@ -92,9 +92,10 @@ def write_subsets(tier: str, results: Path) -> tuple[Path | None, list[str], Cou
     rows against it: (the file, or None without configs; one line per mismatch; how many
     rows were checked each way)."""
     tasks: dict[str, dict] = {}
-    records = sorted((table_plan.RECORDS / tier).glob("*/*.json"))
-    for path in records:
-        config = json.loads(path.read_text()).get("run_config")
+    paths = sorted((table_plan.RECORDS / tier).glob("*/*.json"))
+    records = {path: json.loads(path.read_text()) for path in paths}
+    for path, record in records.items():
+        config = record.get("run_config")
         if config and path.parent.name not in tasks:
             tasks[path.parent.name] = eval_rows(config)
     if not tasks:
@@ -103,8 +104,7 @@ def write_subsets(tier: str, results: Path) -> tuple[Path | None, list[str], Cou
     write_text_atomic(out, json.dumps(tasks, indent=1) + "\n")
     mismatches: list[str] = []
     how: Counter = Counter()
-    for path in records:
-        record = json.loads(path.read_text())
+    for path, record in records.items():
         if record.get("same_as"):  # another method's run relabelled (map): checked there
             continue
         for row in record.get("rows", []):
