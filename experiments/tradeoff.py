@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"tradeoff {task}: seed {seed} waits for every seed-0 run", flush=True)
                 continue
             names = ["mle", "ts", *TASK_SETTINGS[task]] if seed == 0 else _finalists(rows)
-            for name in names:
+            for name in [n for n in names if not args.only or n in args.only]:
                 failed += not _run(task, name, seed)
         picked = decision(task, results(task))
         if picked["final"] and picked["chosen"]:
@@ -419,6 +419,13 @@ def main() -> int:
     run = sub.add_parser("run")
     run.add_argument("--tasks", nargs="+", default=list(TASK_SETTINGS), choices=list(TASK_SETTINGS))
     run.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    run.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="run only these of the rule's runs (mle, ts, a setting): a cut to fit a budget; "
+        "the report still names every run the rule waits for",
+    )
     sub.add_parser("report")
     args = parser.parse_args()
     return cmd_run(args) if args.command == "run" else cmd_report(args)

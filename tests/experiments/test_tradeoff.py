@@ -155,7 +155,7 @@ def test_run_waits_for_seed_0_and_runs_blob_ts_of_the_final_choice_from_its_own_
     calls = []
     monkeypatch.setattr(tradeoff, "results", lambda task: _rows(table))
     monkeypatch.setattr(tradeoff, "run_once", lambda label, *a, **k: calls.append(label) or True)
-    args = argparse.Namespace(tasks=["mrpc"], seeds=[1, 2])
+    args = argparse.Namespace(tasks=["mrpc"], seeds=[1, 2], only=None)
     # authors' seed 0 is missing: no seed 1 or 2 runs, and no blob-ts (nothing is final)
     assert tradeoff.cmd_run(args) == 0 and calls == []
     table[("authors", 10)] = [(0, 70.0, 6.0, 0.60)]
@@ -166,6 +166,28 @@ def test_run_waits_for_seed_0_and_runs_blob_ts_of_the_final_choice_from_its_own_
     with_t = [f"tradeoff mrpc {n} seed {s}" for s in (0, 1, 2)
               for n in ("default", "blob-ts-default")]  # fmt: skip
     assert calls == seeds_1_2 + with_t
+
+
+def test_only_runs_the_named_runs_and_the_rule_still_waits_for_the_rest(monkeypatch):
+    """A budget cut: --only mle ts default runs those three of seed 0, and no choice is
+    made while the other settings' seed 0 is missing."""
+    monkeypatch.setattr(tradeoff, "TASK_SETTINGS", {"mrpc": ("default", "authors", "beta-0.5")})
+    table: dict = {}
+    calls = []
+
+    def run_once(label, *args, **kwargs):
+        calls.append(label)
+        name = label.split()[2]
+        table[(name, 0 if name in ("mle", "ts") else 10)] = [(0, 75.0, 6.0, 0.5)]
+        return True
+
+    monkeypatch.setattr(tradeoff, "results", lambda task: _rows(table))
+    monkeypatch.setattr(tradeoff, "run_once", run_once)
+    args = argparse.Namespace(tasks=["mrpc"], seeds=[0, 1, 2], only=["mle", "ts", "default"])
+    assert tradeoff.cmd_run(args) == 0
+    assert calls == [f"tradeoff mrpc {n} seed 0" for n in ("mle", "ts", "default")]
+    assert not tradeoff.decision("mrpc", _rows(table))["final"]
+    assert tradeoff.pending() == ["mrpc seed 0 of authors, beta-0.5"]
 
 
 def test_nothing_eligible_on_seed_0_needs_no_more_seeds(monkeypatch):
