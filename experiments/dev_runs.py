@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
+from bench.table_run import timed_run
+from blob_lora.atomic import write_text_atomic
 from experiments import kept
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,9 +55,21 @@ def run_once(
         return True
     out.parent.mkdir(parents=True, exist_ok=True)
     print(label, flush=True)
-    with open(out.parent / f"{out.name}.log", "a") as log:
-        env = ENV | {"OMP_NUM_THREADS": str(threads)}
-        ok = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log, stderr=log) == 0
-    if ok and kept.finished_here(out):
+    env = ENV | {"OMP_NUM_THREADS": str(threads)}
+    log, partial = out.parent / f"{out.name}.log", out.parent / f"{out.name}.wall.json"
+    code, wall_s = timed_run(cmd, env, log, partial)  # every start counted, killed ones too
+    if code == 0 and kept.finished_here(out):
+        cost = {"wall_s": round(wall_s, 1), "threads": threads, "cores": os.cpu_count()}
+        write_text_atomic(out / kept.MACHINE_TIME, json.dumps(cost) + "\n")
         kept.keep(out)
-    return ok
+    return code == 0
+
+
+def machine_hours(out: Path) -> float | None:
+    """A finished run's machine time (wall x threads / cores), None where it was not timed
+    (runs finished before 2026-12-07)."""
+    path = kept.where(out) / kept.MACHINE_TIME
+    if not path.is_file():
+        return None
+    cost = json.loads(path.read_text())
+    return cost["wall_s"] * cost["threads"] / cost["cores"] / 3600

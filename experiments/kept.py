@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs"
 KEPT = ROOT / "experiments" / "results" / "kept"
 FINAL = "results-final.json"
+MACHINE_TIME = "machine_time.json"  # written by dev_runs.run_once, so a study's cost is kept
 FILES = ("results-final.json", "run_config.json", "kl_plan.json", "eval_log.jsonl",
-         "sigma_log.jsonl")  # fmt: skip
+         "sigma_log.jsonl", MACHINE_TIME)  # fmt: skip
 THINNED = ("metrics.jsonl",)
 MAX_LINES = 250
 

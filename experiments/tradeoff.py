@@ -47,7 +47,7 @@ import statistics
 from pathlib import Path
 
 from experiments import kept, regime_scan
-from experiments.dev_runs import measured_on, run_once, with_settings
+from experiments.dev_runs import machine_hours, measured_on, run_once, with_settings
 from experiments.regime_scan import EPS
 
 ROOT = regime_scan.ROOT
@@ -302,7 +302,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         choices[task] = decision(task, rows)
         points[task] = rows
         done = choices[task]["final"] and task_pending(task, rows) is None
-        md += _task_lines(task, choices[task], rows, final=done)
+        md += _task_lines(task, choices[task], rows, final=done) + _cost_lines(task)
     default = product_default(choices) if choices and not missing else None
     if missing:
         verdict = "not chosen yet: the rule still needs " + "; ".join(missing)
@@ -360,6 +360,18 @@ def _task_lines(task: str, choice: dict, rows: dict, final: bool = True) -> list
         lines += ["", f"**Runs scored on different dev rows:** majority classes "
                   f"{', '.join(sorted(majority))} %."]  # fmt: skip
     return lines
+
+
+def _cost_lines(task: str) -> list[str]:
+    """What the task's finished runs cost, where they were timed (issue 29 has a budget)."""
+    names = (*BASELINES, *SETTINGS, *(f"{TS_ON}{s}" for s in SETTINGS))
+    done = [out_dir(task, n, s) for n in names for s in SEEDS if kept.finished(out_dir(task, n, s))]
+    hours = [h for h in map(machine_hours, done) if h is not None]
+    if not hours:
+        return []
+    return ["", f"Machine time of the {len(hours)} of {len(done)} finished runs that were timed "
+            f"(runs finished before 2026-12-07 were not): {sum(hours):.2f} h of the whole "
+            "machine (each run's wall time x its threads / cores)."]  # fmt: skip
 
 
 def _posterior(runs: list[dict]) -> str:

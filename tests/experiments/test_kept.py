@@ -64,3 +64,25 @@ def test_a_run_outside_runs_is_never_kept(dirs):
     _finished_run(out, steps=3)
     assert kept.kept_dir(out) is None and kept.where(out) == out
     assert not (dirs / "kept").exists()
+
+
+def test_run_once_times_every_start_and_the_kept_copy_keeps_the_machine_time(dirs):
+    """A start that fails is machine time too: the finished run's cost counts both starts,
+    as wall x threads / cores, and survives in the kept copy for a later session."""
+    out = dirs / "runs" / "study" / "t"
+    fails = [sys.executable, "-c", "import time; time.sleep(0.3); raise SystemExit(1)"]
+    assert not dev_runs.run_once("t", fails, out, threads=2)
+    assert json.loads((dirs / "runs" / "study" / "t.wall.json").read_text())["wall_s"] >= 0.3
+    assert dev_runs.machine_hours(out) is None  # not finished: nothing to read
+    trains = [sys.executable, "-c", f"import pathlib, time; time.sleep(0.3); "
+              f"p = pathlib.Path({str(out)!r}); p.mkdir(parents=True, exist_ok=True); "
+              "(p / 'results-final.json').write_text('[]')"]  # fmt: skip
+    assert dev_runs.run_once("t", trains, out, threads=2)
+    cost = json.loads((dirs / "kept" / "study" / "t" / kept.MACHINE_TIME).read_text())
+    assert cost["threads"] == 2 and cost["wall_s"] >= 0.6  # both starts
+    assert not (dirs / "runs" / "study" / "t.wall.json").exists()
+    import shutil
+
+    shutil.rmtree(dirs / "runs")  # a new session reads the kept copy
+    hours = dev_runs.machine_hours(out)
+    assert hours == pytest.approx(cost["wall_s"] * 2 / cost["cores"] / 3600)

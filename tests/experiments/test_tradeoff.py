@@ -1,6 +1,7 @@
 """The trade-off study's pre-declared rule, and the runs it plans."""
 
 import argparse
+import json
 
 import pytest
 
@@ -256,3 +257,20 @@ def test_the_report_marks_a_task_chosen_once_its_own_runs_are_in(monkeypatch, tm
     assert "Majority class of the dev rows: 68.00 %." in mrpc
     assert "| default (leads so far) | 10 | 0 |" in rte and "(chosen)" not in rte
     assert "not chosen yet: the rule still needs rte-qa mle seed 1" in md
+
+
+def test_the_report_sums_the_machine_time_of_the_timed_runs(monkeypatch, tmp_path):
+    monkeypatch.setattr(tradeoff, "out_dir", lambda task, name, seed: tmp_path / f"{name}-s{seed}")
+    for name, wall_s in (("mle", 3600.0), ("default", 7200.0), ("ts", None)):
+        out = tmp_path / f"{name}-s0"
+        out.mkdir()
+        (out / "results-final.json").write_text("[]")
+        if wall_s:
+            cost = {"wall_s": wall_s, "threads": 1, "cores": 2}
+            (out / "machine_time.json").write_text(json.dumps(cost))
+    line = tradeoff._cost_lines("mrpc")[-1]
+    assert line.startswith("Machine time of the 2 of 3 finished runs that were timed")
+    assert ": 1.50 h of the whole machine" in line  # (1 h + 2 h) x 1 thread / 2 cores
+    (tmp_path / "default-s0" / "machine_time.json").unlink()
+    (tmp_path / "mle-s0" / "machine_time.json").unlink()
+    assert tradeoff._cost_lines("mrpc") == []
