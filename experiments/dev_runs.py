@@ -67,7 +67,7 @@ def run_once(
 
 def machine_hours(out: Path) -> float | None:
     """A finished run's machine time (wall x threads / cores), None where it was not timed
-    (runs finished before 2026-12-07)."""
+    (runs started before the timing was added on 2026-12-07)."""
     path = kept.where(out) / kept.MACHINE_TIME
     if not path.is_file():
         return None

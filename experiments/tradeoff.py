@@ -375,7 +375,7 @@ def _cost_lines(task: str) -> list[str]:
     if not hours:
         return []
     return ["", f"Machine time of the {len(hours)} of {len(done)} finished runs that were timed "
-            f"(runs finished before 2026-12-07 were not): {sum(hours):.2f} h of the whole "
+            f"(runs started before 2026-12-07 afternoon were not): {sum(hours):.2f} h of the whole "
             "machine (each run's wall time x its threads / cores)."]  # fmt: skip
 
 
