@@ -220,8 +220,7 @@ def overconfident_budget(points: list[dict], earliest: int) -> dict | None:
 def cmd_report(args: argparse.Namespace) -> int:
     """One row per scan; a scan whose run is neither here nor kept (measured before runs
     were kept) is read from the curve in the committed regime.json."""
-    committed = REGIME_JSON
-    earlier = json.loads(committed.read_text()) if committed.is_file() else []
+    earlier = json.loads(REGIME_JSON.read_text()) if REGIME_JSON.is_file() else []
     rows, md = [], []
     in_table = table_budgets()
     for task, lr, long in jobs(None):

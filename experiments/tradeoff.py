@@ -85,6 +85,7 @@ TASK_SETTINGS = {
 }
 BASELINES = ("mle", "ts")  # and blob-ts on each task's chosen setting
 TS_ON = "blob-ts-"  # blob-ts-SETTING: the setting's run with a temperature
+RUN_NAMES = (*BASELINES, *SETTINGS, *(f"{TS_ON}{s}" for s in SETTINGS))  # every run a task has
 
 
 def budget(task: str) -> int:
@@ -157,7 +158,7 @@ def _run(task: str, name: str, seed: int) -> bool:
 def results(task: str) -> dict[tuple[str, int], list[dict]]:
     """(name, N) -> the dev rows of every finished seed."""
     out: dict[tuple[str, int], list[dict]] = {}
-    for name in ("mle", "ts", *SETTINGS, *(f"{TS_ON}{s}" for s in SETTINGS)):
+    for name in RUN_NAMES:
         for seed in SEEDS:
             final = kept.where(out_dir(task, name, seed)) / "results-final.json"
             if not final.is_file():
@@ -369,8 +370,8 @@ def _task_lines(task: str, choice: dict, rows: dict, final: bool = True) -> list
 
 def _cost_lines(task: str) -> list[str]:
     """What the task's finished runs cost, where they were timed (issue 29 has a budget)."""
-    names = (*BASELINES, *SETTINGS, *(f"{TS_ON}{s}" for s in SETTINGS))
-    done = [out_dir(task, n, s) for n in names for s in SEEDS if kept.finished(out_dir(task, n, s))]
+    outs = (out_dir(task, name, seed) for name in RUN_NAMES for seed in SEEDS)
+    done = [out for out in outs if kept.finished(out)]
     hours = [h for h in map(machine_hours, done) if h is not None]
     if not hours:
         return []
