@@ -132,6 +132,23 @@ def plan(tiers: list[str], seeds: list[int], methods: list[str], tasks: list[str
     return runs
 
 
+def left_out(tiers: list[str], seeds: list[int], methods: list[str], tasks: list[str] | None):
+    """One line per tier and method whose `method_seeds` leave asked-for seeds out of the
+    plan, so that a command that plans nothing says why instead of "0 runs"."""
+    lines = []
+    for tier in tiers:
+        spec = load_tier(tier)
+        for method, kept in _method_seeds(tier, spec).items():
+            dropped = [s for s in seeds if s not in kept]
+            if method in methods and dropped and (tasks is None or set(tasks) & set(spec["tasks"])):
+                lines.append(
+                    f"tier {tier} runs {method} on seeds {', '.join(map(str, kept))} only "
+                    f"(method_seeds in {TIERS[tier].name}): seed {', '.join(map(str, dropped))} "
+                    "left out"
+                )
+    return lines
+
+
 def _method_seeds(tier: str, spec: dict) -> dict[str, list[int]]:
     """The tier's `method_seeds`, checked: known methods, each with a list of seeds."""
     out = spec.get("method_seeds") or {}

@@ -20,6 +20,7 @@ from bench.table_plan import (
     ROOT,
     Run,
     command,
+    left_out,
     load_tier,
     plan,
     post_hoc_source,
@@ -48,6 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "OMP_NUM_THREADS": str(threads),
     }
     todo = [r for r in runs if not r.done]
+    for line in left_out(args.tiers, args.seeds, args.methods, args.tasks):
+        print(line, flush=True)
     print(f"{len(runs) - len(todo)} of {len(runs)} runs done; {len(todo)} to go", flush=True)
     slow = slow_precision_tiers(todo)
     if slow and not args.allow_slow_precision:

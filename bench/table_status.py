@@ -8,7 +8,7 @@ import json
 import os
 import statistics
 
-from bench.table_plan import ROOT, Run, plan
+from bench.table_plan import ROOT, Run, left_out, plan
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -21,6 +21,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if state != "done" and run.stale:
             state = "stale"  # recorded at an earlier budget: trained again
         print(f"{state:8} {took or 0:7.0f} s  {run.out.relative_to(ROOT)}")
+    for line in left_out(args.tiers, args.seeds, args.methods, args.tasks):
+        print(line)
     done = sum(r.done for r in runs)
     print(f"{done}/{len(runs)} done, {total / 3600:.2f} h of machine time spent on them")
     left, guessed = projected_s(runs)

@@ -101,6 +101,13 @@ def test_method_seeds_run_a_method_on_fewer_seeds(tier):
     assert [(r.method, r.seed) for r in runs] == [
         ("mle", 0), ("blob", 0), ("mle", 1), ("blob", 1), ("mle", 2)
     ]  # fmt: skip
+    # a command whose seeds the tier leaves out says so, not just "0 of 0 runs"
+    assert paper_table.plan(["tiny"], [2], ["blob"], None) == []
+    assert table_plan.left_out(["tiny"], [2], ["blob"], None) == [
+        "tier tiny runs blob on seeds 0, 1 only (method_seeds in tier.yaml): seed 2 left out"
+    ]
+    assert table_plan.left_out(["tiny"], [0, 1], ["blob", "mle"], None) == []
+    assert table_plan.left_out(["tiny"], [2], ["mle"], None) == []
 
 
 def _fake_run(run, rows, preds):
