@@ -141,10 +141,11 @@ def left_out(tiers: list[str], seeds: list[int], methods: list[str], tasks: list
         for method, kept in _method_seeds(tier, spec).items():
             dropped = [s for s in seeds if s not in kept]
             if method in methods and dropped and (tasks is None or set(tasks) & set(spec["tasks"])):
+                word = "seed" if len(dropped) == 1 else "seeds"
                 lines.append(
                     f"tier {tier} runs {method} on seeds {', '.join(map(str, kept))} only "
-                    f"(method_seeds in {TIERS[tier].name}): seed {', '.join(map(str, dropped))} "
-                    "left out"
+                    f"(method_seeds in {TIERS[tier].name}): {word} "
+                    f"{', '.join(map(str, dropped))} left out"
                 )
     return lines
 

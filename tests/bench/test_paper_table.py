@@ -107,6 +107,10 @@ def test_method_seeds_run_a_method_on_fewer_seeds(tier):
         "tier tiny runs blob on seeds 0, 1 only (method_seeds in tier.yaml): seed 2 left out"
     ]
     assert table_plan.left_out(["tiny"], [0, 1], ["blob", "mle"], None) == []
+    assert table_plan.left_out(["tiny"], [2, 3], ["blob"], ["rte"])[0].endswith(
+        "seeds 2, 3 left out"
+    )
+    assert table_plan.left_out(["tiny"], [2], ["blob"], ["other"]) == []  # not this tier's task
     assert table_plan.left_out(["tiny"], [2], ["mle"], None) == []
 
 
