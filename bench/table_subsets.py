@@ -11,6 +11,7 @@ measured, not assumed; the check needs the committed records and the data, not r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import Counter
@@ -58,6 +59,15 @@ def stamp_records(tier: str) -> int:
     return stamped
 
 
+def row_id(example) -> str:
+    """The example's id; where its dataset has none (TREC, AG News, BoolQ), a digest of its
+    content, so the file still says which rows were scored, not only their labels."""
+    if example.id is not None:
+        return example.id
+    fields = {k: v for k, v in dataclasses.asdict(example).items() if k != "id"}
+    return "sha256:" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def eval_rows(config: dict) -> dict[str, dict]:
     """{set label (as result rows name it): the set as configured, its split, eval_limit,
     subset seed, row ids and labels (None for examples without one)}, drawn as a run with
@@ -80,7 +90,7 @@ def eval_rows(config: dict) -> dict[str, dict]:
             "split": split,
             "eval_limit": limit,
             "eval_subset_seed": seed,
-            "ids": [e.id for e in examples],
+            "ids": [row_id(e) for e in examples],
             "labels": None if None in labels else labels,
         }
     return out

@@ -105,3 +105,19 @@ def test_sets_with_another_tasks_labels_or_none_in_the_file_are_not_passed_silen
     (line,) = [x for x in table_subsets.subset_lines("oc", results) if x]
     assert "mrpc/mle-s0 on trec N=0: 49 rows, the file has 50" in line
     assert "mrpc/mle-s0 on rte N=0: its set is not among the task's evaluation sets" in line
+
+
+def test_rows_of_a_dataset_without_ids_are_named_by_their_content():
+    """TREC has no ids: the file names its rows by a digest of each row's content, the same
+    for the same row in any draw, and different for different rows."""
+    config = {"dataset": "trec", "eval_limit": 40, "eval_subset_seed": 0}
+    ids = table_subsets.eval_rows(config)["trec"]["ids"]
+    assert len(ids) == 40 == len(set(ids)) and all(i.startswith("sha256:") for i in ids)
+    everything = load_examples("trec", "validation")
+    by_content = {table_subsets.row_id(e): e for e in everything}
+    drawn = load_examples("trec", "validation", limit=40, seed=0)
+    assert [by_content[i] for i in ids] == drawn  # each id names its row, in the draw's order
+    other = table_subsets.eval_rows(config | {"eval_subset_seed": 1})["trec"]["ids"]
+    assert other != ids and set(other) <= set(by_content)
+    mrpc = load_examples("mrpc", "validation", limit=3, seed=0)
+    assert [table_subsets.row_id(e) for e in mrpc] == [e.id for e in mrpc]  # ids kept
