@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from bench.machine_time import write_machine_time
 from bench.table_collect import record_run
 from bench.table_plan import (
     ROOT,
@@ -120,9 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     failed.append(run)
                     print(f"FAILED (exit {code}, see {log}) {run.out}", flush=True)
                     continue
-            cores = os.cpu_count() or 1
-            info = {"wall_s": round(took, 1), "jobs": args.jobs, "threads": threads, "cores": cores}
-            (run.out / "machine_time.json").write_text(json.dumps(info))
+            write_machine_time(run.out, took, threads, jobs=args.jobs)
             record_run(run)
             print(f"done in {took:.0f} s: {run.out.relative_to(ROOT)}", flush=True)
 

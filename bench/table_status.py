@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 
+from bench.machine_time import MACHINE_TIME, machine_seconds
 from bench.table_plan import ROOT, Run, left_out, plan
 
 
@@ -65,12 +65,10 @@ def _machine_s(run: Run) -> float | None:
     Counting threads rather than this command's `--jobs` keeps the figure right when two
     table commands run side by side (one core each); it assumes the other cores were busy
     with other runs, as they were for every run of the committed table."""
-    path = run.out / "machine_time.json"
-    if not path.is_file():  # finished in an earlier session: its committed record says
+    took = machine_seconds(run.out / MACHINE_TIME)
+    if took is None:  # finished in an earlier session: its committed record says
         return json.loads(run.record.read_text()).get("machine_s") if run.recorded else None
-    info = json.loads(path.read_text())
-    cores = info.get("cores") or os.cpu_count() or 1
-    return info["wall_s"] * min(info["threads"], cores) / cores
+    return took
 
 
 # the line the table's runner writes to a run's log at each start (bench/table_run.py)

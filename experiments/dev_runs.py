@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from bench.machine_time import MACHINE_TIME, machine_seconds, write_machine_time
 from bench.table_run import timed_run
-from blob_lora.atomic import write_text_atomic
 from experiments import kept
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,17 +59,13 @@ def run_once(
     log, partial = out.parent / f"{out.name}.log", out.parent / f"{out.name}.wall.json"
     code, wall_s = timed_run(cmd, env, log, partial)  # every start counted, killed ones too
     if code == 0 and kept.finished_here(out):
-        cost = {"wall_s": round(wall_s, 1), "threads": threads, "cores": os.cpu_count()}
-        write_text_atomic(out / kept.MACHINE_TIME, json.dumps(cost) + "\n")
+        write_machine_time(out, wall_s, threads)
         kept.keep(out)
     return code == 0
 
 
 def machine_hours(out: Path) -> float | None:
-    """A finished run's machine time (wall x threads / cores), None where it was not timed
-    (runs started before the timing was added on 2026-12-07)."""
-    path = kept.where(out) / kept.MACHINE_TIME
-    if not path.is_file():
-        return None
-    cost = json.loads(path.read_text())
-    return cost["wall_s"] * cost["threads"] / cost["cores"] / 3600
+    """A finished run's machine time, None where it was not timed (runs started before
+    commit efb4b38)."""
+    seconds = machine_seconds(kept.where(out) / MACHINE_TIME)
+    return None if seconds is None else seconds / 3600

@@ -13,11 +13,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from bench.machine_time import MACHINE_TIME  # written by dev_runs.run_once: a study's cost
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs"
 KEPT = ROOT / "experiments" / "results" / "kept"
 FINAL = "results-final.json"
-MACHINE_TIME = "machine_time.json"  # written by dev_runs.run_once, so a study's cost is kept
 FILES = ("results-final.json", "run_config.json", "kl_plan.json", "eval_log.jsonl",
          "sigma_log.jsonl", MACHINE_TIME)  # fmt: skip
 THINNED = ("metrics.jsonl",)
